@@ -1,0 +1,128 @@
+/**
+ * The `roci` command: parses flags, calls the library, prints text or JSON. Data goes to stdout,
+ * messages to stderr; every failure maps to a documented exit status.
+ */
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, Option } from "commander";
+import { ExitCode, isRociError, RociError } from "../errors.ts";
+import { registerBlob } from "./commands/blob.ts";
+import { registerConfig } from "./commands/config.ts";
+import { registerDigest } from "./commands/digest.ts";
+import { registerInspect } from "./commands/inspect.ts";
+import { registerLs } from "./commands/ls.ts";
+import { registerManifest } from "./commands/manifest.ts";
+import { registerTags } from "./commands/tags.ts";
+import { registerVerify } from "./commands/verify.ts";
+import type { CliContext, GlobalOptions } from "./context.ts";
+
+const exitCodesHelp = `
+Exit status:
+  0    ok
+  1    error
+  2    usage (bad flag, argument, reference or digest)
+  3    not found (layout, tag, blob, platform)
+  4    authentication
+  5    verification failed (corrupt or missing content, invalid layout or document)
+  6    conflict or lock
+  130  interrupted
+
+Inputs are never written: a layout is read with stat, open(O_RDONLY) and read only, so read-only
+mounts and chmod a-w trees work for any user. --read-only (or ROCI_READ_ONLY=1) additionally makes
+commands that would write refuse before they start.
+
+References:
+  PATH | oci-layout://PATH[:TAG][@DIGEST] | oci:PATH[:TAG] | ocidir://PATH[:TAG][@DIGEST]
+  A digest wins (index.json is then not read); no tag means "latest", or the only entry.
+`;
+
+function packageVersion(): string {
+  const raw = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
+  return (JSON.parse(raw) as { version: string }).version;
+}
+
+export function createProgram(io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Command {
+  const program = new Command("roci")
+    .description("OCI image layouts: read without ever writing to them, inspect, verify")
+    .version(packageVersion(), "-V, --version")
+    .addOption(
+      new Option("--format <format>", "output for commands that print a model")
+        .choices(["text", "json"])
+        .default("text"),
+    )
+    .option("--read-only", "refuse any command that would write to an input (also: ROCI_READ_ONLY=1)")
+    .option("--debug", "show stack traces and debug messages")
+    .showHelpAfterError("(run with --help for usage)")
+    .addHelpText("after", exitCodesHelp)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    });
+
+  const contextOf = (command: Command): CliContext => {
+    const options = command.optsWithGlobals<Partial<GlobalOptions>>();
+    const readOnlyEnv = process.env.ROCI_READ_ONLY;
+    return {
+      format: options.format ?? "text",
+      readOnly:
+        options.readOnly === true || (readOnlyEnv !== undefined && readOnlyEnv !== "" && readOnlyEnv !== "0"),
+      debug: options.debug ?? false,
+      stdout: io.stdout as CliContext["stdout"],
+      warn: (message) => io.stderr.write(`roci: warning: ${message}\n`),
+      interactive: (io.stderr as { isTTY?: boolean }).isTTY === true && !process.env.CI,
+    };
+  };
+
+  for (const register of [
+    registerLs,
+    registerTags,
+    registerInspect,
+    registerDigest,
+    registerManifest,
+    registerConfig,
+    registerBlob,
+    registerVerify,
+  ]) {
+    register(program, contextOf);
+  }
+  for (const command of program.commands)
+    command.exitOverride().showHelpAfterError("(run with --help for usage)");
+  return program;
+}
+
+/** Runs the CLI and returns the exit status (it never calls process.exit itself). */
+export async function main(
+  argv: readonly string[],
+  io = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
+  const program = createProgram(io);
+  const debug = argv.includes("--debug");
+  const jsonErrors = argv.some(
+    (arg, i) => arg === "--format=json" || (arg === "--format" && argv[i + 1] === "json"),
+  );
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return ExitCode.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.code === "commander.helpDisplayed" ||
+        error.code === "commander.version" ||
+        error.exitCode === 0
+        ? ExitCode.ok
+        : ExitCode.usage;
+    }
+    const failure = isRociError(error)
+      ? error
+      : new RociError("INTERNAL", error instanceof Error ? error.message : String(error), { cause: error });
+    if (jsonErrors) {
+      const { code, message, hint, subject } = failure;
+      io.stderr.write(`${JSON.stringify({ error: { code, message, hint, subject } })}\n`);
+    } else {
+      io.stderr.write(`roci: error [${failure.code}]: ${failure.message}\n`);
+      if (failure.hint) io.stderr.write(`  hint: ${failure.hint}\n`);
+    }
+    if (debug || failure.code === "INTERNAL")
+      io.stderr.write(`${(failure.cause as Error)?.stack ?? failure.stack}\n`);
+    return failure.exitCode;
+  }
+}

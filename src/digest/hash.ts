@@ -1,0 +1,127 @@
+/**
+ * Hashing and verification of content: the only place roci decides that bytes are trusted.
+ * Everything is streamed; nothing holds a whole blob in memory.
+ */
+import { createHash, type Hash } from "node:crypto";
+import { open } from "node:fs/promises";
+import { Transform, type TransformCallback } from "node:stream";
+import { RociError } from "../errors.ts";
+import { type Digest, requireVerifiable, type VerifiableAlgorithm } from "./digest.ts";
+
+/** The digest of bytes held in memory. */
+export function digestOf(bytes: Uint8Array, algorithm: VerifiableAlgorithm = "sha256"): Digest {
+  return `${algorithm}:${createHash(algorithm).update(bytes).digest("hex")}` as Digest;
+}
+
+export interface Expected {
+  digest: string;
+  size: number;
+}
+
+/** Throws SIZE_MISMATCH or DIGEST_MISMATCH when `actual` is not what `expected` promised. */
+export function checkContent(
+  expected: Expected,
+  actual: { digest: string; size: number },
+  where: string,
+): void {
+  if (actual.size !== expected.size) {
+    throw new RociError(
+      "SIZE_MISMATCH",
+      `${where}: size is ${actual.size} bytes, descriptor says ${expected.size}`,
+      { subject: expected.digest, hint: "the blob is truncated or corrupt; fetch it again from its source" },
+    );
+  }
+  if (actual.digest !== expected.digest) {
+    throw new RociError("DIGEST_MISMATCH", `${where}: content hashes to ${actual.digest}`, {
+      subject: expected.digest,
+      hint: "the blob is corrupt; fetch it again from its source",
+    });
+  }
+}
+
+/** Verifies bytes held in memory against a descriptor. */
+export function verifyBytes(bytes: Uint8Array, expected: Expected, where: string): void {
+  const { algorithm } = requireVerifiable(expected.digest);
+  checkContent(expected, { digest: digestOf(bytes, algorithm), size: bytes.byteLength }, where);
+}
+
+/**
+ * A pass-through stream that hashes what flows through it and fails closed: it errors instead of
+ * ending when the size or digest is wrong, and errors as soon as more bytes than promised arrive.
+ */
+export class VerifyingStream extends Transform {
+  readonly #expected: Expected;
+  readonly #where: string;
+  readonly #hash: Hash;
+  readonly #algorithm: VerifiableAlgorithm;
+  #size = 0;
+
+  constructor(expected: Expected, where: string) {
+    super();
+    this.#algorithm = requireVerifiable(expected.digest).algorithm;
+    this.#expected = expected;
+    this.#where = where;
+    this.#hash = createHash(this.#algorithm);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#size += chunk.byteLength;
+    if (this.#size > this.#expected.size) {
+      callback(
+        new RociError(
+          "SIZE_MISMATCH",
+          `${this.#where}: more than the ${this.#expected.size} bytes the descriptor says`,
+          { subject: this.#expected.digest },
+        ),
+      );
+      return;
+    }
+    this.#hash.update(chunk);
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      const digest = `${this.#algorithm}:${this.#hash.digest("hex")}`;
+      checkContent(this.#expected, { digest, size: this.#size }, this.#where);
+      callback();
+    } catch (error) {
+      callback(error as Error);
+    }
+  }
+}
+
+/** Read size for hashing files: large reads let OpenSSL hash at its full rate. */
+const fileChunk = 4 * 1024 * 1024;
+
+/**
+ * Hashes a file without holding it in memory, overlapping the next read with hashing the current
+ * chunk (two buffers). Stops early once more than `limit` bytes were read, when a limit is given,
+ * so a blob claiming a small size cannot make roci hash gigabytes.
+ */
+export async function hashFile(
+  path: string,
+  algorithm: VerifiableAlgorithm,
+  limit = Number.POSITIVE_INFINITY,
+): Promise<{ digest: Digest; size: number }> {
+  const handle = await open(path, "r");
+  try {
+    const hash = createHash(algorithm);
+    const buffers = [Buffer.allocUnsafe(fileChunk), Buffer.allocUnsafe(fileChunk)];
+    let size = 0;
+    let turn = 0;
+    let pending = handle.read(buffers[0]!, 0, fileChunk, null);
+    for (;;) {
+      const { bytesRead, buffer } = await pending;
+      if (bytesRead === 0) break;
+      size += bytesRead;
+      if (size > limit) break;
+      turn ^= 1;
+      pending = handle.read(buffers[turn]!, 0, fileChunk, null);
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+    return { digest: `${algorithm}:${hash.digest("hex")}` as Digest, size };
+  } finally {
+    await handle.close();
+  }
+}

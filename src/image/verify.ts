@@ -1,0 +1,181 @@
+/**
+ * `verify`: everything reachable from some roots, checked — every document valid, every blob
+ * present with the right size and digest — collected into a report instead of stopping at the
+ * first problem. Untrusted documents are never followed: children of a corrupt manifest are not
+ * visited. Over a whole layout it also lists blobs nothing references.
+ */
+import { parseDigest } from "../digest/digest.ts";
+import { checkContent, hashFile } from "../digest/hash.ts";
+import { isRociError, type RociErrorCode } from "../errors.ts";
+import type { Descriptor } from "../spec/documents.ts";
+import {
+  isImageConfigType,
+  isIndexType,
+  isManifestType,
+  isNonDistributableType,
+} from "../spec/media-types.ts";
+import type { LayoutReader } from "../store/layout-reader.ts";
+import { fetchConfig, fetchIndex, fetchManifest } from "./documents.ts";
+
+export type ProblemKind = "missing" | "corrupt" | "invalid" | "unverifiable" | "unreferenced" | "stray";
+
+export interface VerifyProblem {
+  kind: ProblemKind;
+  /** Errors make verify fail; warnings are reported only. */
+  severity: "error" | "warning";
+  code: RociErrorCode | "UNREFERENCED_BLOB" | "STRAY_FILE" | "FOREIGN_LAYER_ABSENT";
+  /** The blob's digest, or a path inside the layout for strays. */
+  subject: string;
+  mediaType?: string;
+  message: string;
+}
+
+export interface VerifyReport {
+  location: string;
+  /** Blobs whose bytes were hashed and found right. */
+  verifiedBlobs: number;
+  verifiedBytes: number;
+  problems: VerifyProblem[];
+  ok: boolean;
+}
+
+export interface VerifyProgress {
+  blobsDone: number;
+  bytesDone: number;
+  current?: string;
+}
+
+export interface VerifyOptions {
+  /** Also list blobs that nothing reachable from the roots references (whole-layout verification). */
+  reportUnreferenced?: boolean;
+  onProgress?: (progress: VerifyProgress) => void;
+}
+
+const documentKinds = (mediaType: string) =>
+  isIndexType(mediaType) || isManifestType(mediaType) || isImageConfigType(mediaType);
+
+export async function verifyLayout(
+  layout: LayoutReader,
+  roots: readonly Descriptor[],
+  options: VerifyOptions = {},
+): Promise<VerifyReport> {
+  const problems: VerifyProblem[] = [];
+  const reachable = new Set<string>();
+  const progress: VerifyProgress = { blobsDone: 0, bytesDone: 0 };
+  let verifiedBlobs = 0;
+  let verifiedBytes = 0;
+  const queue: Descriptor[] = [...roots];
+
+  const report = (descriptor: Descriptor, error: unknown): void => {
+    problems.push(problemOf(descriptor, error));
+  };
+
+  while (queue.length > 0) {
+    const descriptor = queue.shift()!;
+    if (reachable.has(descriptor.digest)) continue;
+    reachable.add(descriptor.digest);
+    progress.current = descriptor.digest;
+    if (!parseDigest(descriptor.digest).verifiable) {
+      report(descriptor, undefined);
+      continue;
+    }
+    if (!(await layout.exists(descriptor))) {
+      problems.push(missingProblem(descriptor, layout.location));
+      continue;
+    }
+    try {
+      if (documentKinds(descriptor.mediaType)) {
+        queue.push(...(await childrenOf(layout, descriptor)));
+      } else {
+        const actual = await hashFile(
+          layout.blobPath(descriptor.digest),
+          parseDigest(descriptor.digest).algorithm as "sha256" | "sha512",
+          descriptor.size,
+        );
+        checkContent(descriptor, actual, `blob ${descriptor.digest} in ${layout.location}`);
+      }
+      verifiedBlobs++;
+      verifiedBytes += descriptor.size;
+    } catch (error) {
+      report(descriptor, error);
+    }
+    progress.blobsDone++;
+    progress.bytesDone += descriptor.size;
+    options.onProgress?.(progress);
+  }
+
+  if (options.reportUnreferenced) {
+    const { digests, strays } = await layout.listBlobs();
+    for (const digest of digests) {
+      if (reachable.has(digest)) continue;
+      problems.push({
+        kind: "unreferenced",
+        severity: "warning",
+        code: "UNREFERENCED_BLOB",
+        subject: digest,
+        message: `blob ${digest}: not referenced from index.json (gc would remove it)`,
+      });
+    }
+    for (const stray of strays) {
+      problems.push({
+        kind: "stray",
+        severity: "warning",
+        code: "STRAY_FILE",
+        subject: stray,
+        message: `${stray}: not a blob (its name is not a digest)`,
+      });
+    }
+  }
+
+  return {
+    location: layout.location,
+    verifiedBlobs,
+    verifiedBytes,
+    problems,
+    ok: problems.every((problem) => problem.severity !== "error"),
+  };
+}
+
+/** The descriptors a document points at, read verified (its own bytes are checked on the way). */
+async function childrenOf(layout: LayoutReader, descriptor: Descriptor): Promise<Descriptor[]> {
+  if (isIndexType(descriptor.mediaType)) return (await fetchIndex(layout, descriptor)).value.manifests;
+  if (isManifestType(descriptor.mediaType)) {
+    const manifest = (await fetchManifest(layout, descriptor)).value;
+    return [manifest.config, ...manifest.layers];
+  }
+  await fetchConfig(layout, descriptor);
+  return [];
+}
+
+function missingProblem(descriptor: Descriptor, location: string): VerifyProblem {
+  // Foreign / non-distributable layers are shipped without their bytes on purpose (IL-5).
+  const foreign = isNonDistributableType(descriptor.mediaType) || (descriptor.urls?.length ?? 0) > 0;
+  return {
+    kind: "missing",
+    severity: foreign ? "warning" : "error",
+    code: foreign ? "FOREIGN_LAYER_ABSENT" : "BLOB_MISSING",
+    subject: descriptor.digest,
+    mediaType: descriptor.mediaType,
+    message: foreign
+      ? `blob ${descriptor.digest}: absent, allowed (non-distributable layer, fetched from its urls)`
+      : `blob ${descriptor.digest}: missing from layout ${location}`,
+  };
+}
+
+function problemOf(descriptor: Descriptor, error: unknown): VerifyProblem {
+  const base = { subject: descriptor.digest, mediaType: descriptor.mediaType, severity: "error" as const };
+  if (error === undefined) {
+    return {
+      ...base,
+      kind: "unverifiable",
+      code: "UNSUPPORTED_DIGEST",
+      message: `blob ${descriptor.digest}: algorithm cannot be verified by roci`,
+    };
+  }
+  if (isRociError(error)) {
+    const corrupt = error.code === "DIGEST_MISMATCH" || error.code === "SIZE_MISMATCH";
+    return { ...base, kind: corrupt ? "corrupt" : "invalid", code: error.code, message: error.message };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return { ...base, kind: "invalid", code: "IO", message: `blob ${descriptor.digest}: ${message}` };
+}
