@@ -1,7 +1,8 @@
 /**
  * Typed OCI documents (descriptor, index, manifest, config, platform) and their validation.
  * Parsing keeps the exact bytes beside the value, because digests are of bytes, never of a
- * re-serialisation. Unknown fields and unknown media types are carried, not rejected (IL-7, MF-3).
+ * re-serialisation. Unknown fields and unknown media types are carried, not rejected (IL-7, MF-3):
+ * validation checks values in place, so the objects keep every field the types do not name.
  */
 import { isDigest } from "../digest/digest.ts";
 import { RociError } from "../errors.ts";
@@ -39,7 +40,6 @@ export interface Descriptor {
   data?: string;
   artifactType?: string;
   platform?: Platform;
-  [field: string]: unknown;
 }
 
 export interface ImageIndex {
@@ -140,7 +140,7 @@ function checkDescriptor(value: unknown, path: string): Descriptor {
   optionalString(descriptor, "artifactType", path);
   if (descriptor.platform !== undefined)
     checkPlatform(descriptor.platform, `${path ? `${path}.` : ""}platform`);
-  return descriptor as Descriptor;
+  return descriptor as unknown as Descriptor;
 }
 
 function checkDescriptors(parent: JsonObject, key: string): Descriptor[] {

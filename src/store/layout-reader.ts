@@ -162,7 +162,13 @@ export class LayoutReader implements ReadOnlyTarget {
       throw this.#blobError(error, digest, path);
     }
     verifyBytes(raw, { digest, size: raw.byteLength }, where);
-    const mediaType = sniffMediaType(parseJsonBytes(raw, where));
+    let json: unknown;
+    try {
+      json = parseJsonBytes(raw, where);
+    } catch {
+      json = undefined;
+    }
+    const mediaType = sniffMediaType(json);
     if (mediaType === undefined) {
       throw new RociError("INVALID_DOCUMENT", `${where}: not an image manifest or index`, {
         subject: digest,
