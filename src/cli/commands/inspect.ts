@@ -48,7 +48,7 @@ function render(input: string, result: InspectResult): string[] {
       entry.attestation ? "(attestation)" : "",
     ]);
     lines.push(...table(rows));
-    lines.push(`Manifest:    ${result.manifest.digest} (${result.manifest.platform})`);
+    lines.push(`Manifest:    ${result.manifest.digest}`);
   }
   lines.push(
     `Platform:    ${result.manifest.platform}`,
