@@ -29,7 +29,7 @@ echo "== type check and build (tsc)" >&2
 npx tsc -p tsconfig.json
 
 echo "== lint and format check (biome)" >&2
-npx biome ci .
+npx biome ci --colors=off .
 
 echo "== tests (node:test)" >&2
 mapfile -t tests < <(find dist -name '*.test.js' | sort)

@@ -68,7 +68,8 @@ export async function inspectImage(
   const config = await fetchConfig(store, manifest.config);
   const { os, architecture, variant } = config.value;
   // The index entry's platform is the more precise (umoci, for one, writes no variant in configs).
-  const platform: Platform = selected.descriptor.platform ?? (variant ? { os, architecture, variant } : { os, architecture });
+  const platform: Platform =
+    selected.descriptor.platform ?? (variant ? { os, architecture, variant } : { os, architecture });
   const settings = config.value.config ?? undefined;
   const firstIndex = selected.indexes[0];
   const layersSize = manifest.layers.reduce((sum, layer) => sum + layer.size, 0);
