@@ -24,6 +24,8 @@ export type RociErrorCode =
   | "UNSAFE_PATH"
   | "READ_ONLY_INPUT"
   | "READ_ONLY"
+  | "LOCKED"
+  | "CONFLICT"
   | "IO"
   | "INTERRUPTED"
   | "INTERNAL";
@@ -61,6 +63,8 @@ const exitByCode: Record<RociErrorCode, number> = {
   UNSAFE_PATH: ExitCode.verification,
   READ_ONLY_INPUT: ExitCode.error,
   READ_ONLY: ExitCode.error,
+  LOCKED: ExitCode.conflict,
+  CONFLICT: ExitCode.conflict,
   IO: ExitCode.error,
   INTERRUPTED: ExitCode.interrupted,
   INTERNAL: ExitCode.error,

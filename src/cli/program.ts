@@ -7,11 +7,16 @@ import { Command, CommanderError, Option } from "commander";
 import { ExitCode, isRociError, RociError } from "../errors.ts";
 import { registerBlob } from "./commands/blob.ts";
 import { registerConfig } from "./commands/config.ts";
+import { registerCopy } from "./commands/copy.ts";
 import { registerDigest } from "./commands/digest.ts";
+import { registerGc } from "./commands/gc.ts";
+import { registerInit } from "./commands/init.ts";
 import { registerInspect } from "./commands/inspect.ts";
 import { registerLs } from "./commands/ls.ts";
 import { registerManifest } from "./commands/manifest.ts";
+import { registerTag } from "./commands/tag.ts";
 import { registerTags } from "./commands/tags.ts";
+import { registerUntag } from "./commands/untag.ts";
 import { registerVerify } from "./commands/verify.ts";
 import type { CliContext, GlobalOptions } from "./context.ts";
 
@@ -42,7 +47,7 @@ function packageVersion(): string {
 
 export function createProgram(io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Command {
   const program = new Command("roci")
-    .description("OCI image layouts: read without ever writing to them, inspect, verify")
+    .description("OCI image layouts: read without ever writing to them; inspect, verify, copy, tag, gc")
     .version(packageVersion(), "-V, --version")
     .addOption(
       new Option("--format <format>", "output for commands that print a model")
@@ -82,6 +87,11 @@ export function createProgram(io: { stdout: NodeJS.WritableStream; stderr: NodeJ
     registerConfig,
     registerBlob,
     registerVerify,
+    registerInit,
+    registerTag,
+    registerUntag,
+    registerCopy,
+    registerGc,
   ]) {
     register(program, contextOf);
   }

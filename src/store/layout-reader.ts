@@ -39,13 +39,19 @@ export class LayoutReader implements ReadOnlyTarget {
   readonly location: string;
   readonly #onWarning: (message: string) => void;
 
-  private constructor(root: string, options: LayoutReaderOptions) {
+  protected constructor(root: string, options: LayoutReaderOptions) {
     this.location = root;
     this.#onWarning = options.onWarning ?? (() => {});
   }
 
-  /** Opens a layout after checking that it is one: a directory with a supported `oci-layout` file. */
+  /** Opens a layout after checking that it is one. */
   static async open(root: string, options: LayoutReaderOptions = {}): Promise<LayoutReader> {
+    await LayoutReader.check(root);
+    return new LayoutReader(root, options);
+  }
+
+  /** Throws unless `root` is a layout: a directory with a supported `oci-layout` file. */
+  protected static async check(root: string): Promise<void> {
     let info: Awaited<ReturnType<typeof stat>>;
     try {
       info = await stat(root);
@@ -85,7 +91,6 @@ export class LayoutReader implements ReadOnlyTarget {
         { subject: headerPath },
       );
     }
-    return new LayoutReader(root, options);
   }
 
   /** `blobs/<alg>/<hex>` of a verifiable digest; anything else never becomes a path. */

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "roci_flock",
+      "sources": ["native/flock.c"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags": ["-Wall", "-Wextra"]
+    }
+  ]
+}

@@ -1,0 +1,126 @@
+import type { Command } from "commander";
+import { copyImage } from "../../copy/copy.ts";
+import { RociError } from "../../errors.ts";
+import { Annotation } from "../../spec/annotations.ts";
+import { parsePlatform } from "../../spec/platform.ts";
+import { LayoutStore } from "../../store/layout-store.ts";
+import { formatEntryName, hasName, parseEntryName } from "../../store/naming.ts";
+import type { CliContext } from "../context.ts";
+import { parseDestination, refuseIfReadOnly, storeOptions } from "../destination.ts";
+import { openReference } from "../open.ts";
+import { examples, strictPlatformOption } from "../options.ts";
+import { humanBytes, writeJson, writeLines } from "../output.ts";
+import { progressLine } from "../progress.ts";
+
+interface CopyFlags {
+  platform: string[];
+  strictPlatform?: boolean;
+  noClobber?: boolean;
+  jobs: string;
+  verify?: boolean;
+}
+
+export function registerCopy(program: Command, contextOf: (command: Command) => CliContext): void {
+  const command = program
+    .command("copy")
+    .alias("cp")
+    .description(
+      "copy an image into a layout (created if missing): only the blobs it needs, skipping those the " +
+        "destination has; hard links or reflinks on the same filesystem, a verified stream otherwise",
+    )
+    .argument("<src>", "the image: LAYOUT[:TAG][@DIGEST] (read-only, never written)")
+    .argument("<dst>", "the destination layout and its names: DIR[:TAG[,TAG…]] (default: the source's tag)")
+    .option(
+      "--platform <os/arch[/variant]|all>",
+      "copy only this platform of an index; repeat for several (a new index), or all (default)",
+      (value: string, previous: string[]) => [...previous, value],
+      [],
+    )
+    .addOption(strictPlatformOption())
+    .option("--no-clobber", "fail (exit 6) instead of moving a tag that already names another image")
+    .option("-j, --jobs <n>", "blobs copied at once", "4")
+    .option(
+      "--verify",
+      "hash hard-linked blobs too (by default a link moves no bytes and only the size is checked)",
+    )
+    .action(async (sourceInput: string, destinationInput: string, options: CopyFlags, self: Command) => {
+      const context = contextOf(self);
+      refuseIfReadOnly(context, "copy");
+      const destination = parseDestination(destinationInput);
+      const { store: source, selector } = await openReference(sourceInput, context);
+      const root = await source.resolve(selector);
+      const names =
+        destination.names.length > 0 || selector.tag === undefined
+          ? destination.names
+          : [parseEntryName(selector.tag)];
+      const store = await LayoutStore.openOrInit(destination.path, storeOptions(context));
+      if (options.noClobber) await refuseClobber(store, names, root.digest);
+
+      const jobs = Number.parseInt(options.jobs, 10);
+      if (!Number.isInteger(jobs) || jobs < 1)
+        throw new RociError("USAGE", `--jobs ${options.jobs}: expected a whole number ≥ 1`);
+      const all = options.platform.length === 0 || options.platform.includes("all");
+      const progress = progressLine(context);
+      let total = 0;
+      const result = await copyImage(source, root, store, {
+        platforms: all ? "all" : options.platform.map(parsePlatform),
+        strictPlatform: options.strictPlatform ?? false,
+        concurrency: jobs,
+        verifyLinks: options.verify ?? false,
+        onEvent: (event) => {
+          if (event.type === "plan") total = event.bytes;
+          else
+            progress.update(
+              `copying: ${event.blobsDone} blobs, ${humanBytes(event.bytesDone)} of ${humanBytes(total)}`,
+            );
+        },
+      });
+      progress.done();
+      if (names.length > 0) await store.tag(result.root, names);
+      else
+        await store.updateIndex((manifests) => {
+          if (!manifests.some((entry) => entry.digest === result.root.digest)) manifests.push(result.root);
+        });
+
+      const tags = names.map(formatEntryName);
+      if (context.format === "json") {
+        writeJson(context, {
+          source: sourceInput,
+          destination: store.location,
+          digest: result.root.digest,
+          tags,
+          ...result,
+        });
+        return;
+      }
+      const { linked, copied, exists } = result.outcomes;
+      writeLines(context, [
+        `copied ${result.root.digest} to ${store.location}${tags.length ? ` as ${tags.join(", ")}` : " (untagged)"}: ` +
+          `${result.blobs} blobs, ${humanBytes(result.bytes)} (${linked} linked, ${copied} copied, ${exists} already there)`,
+      ]);
+    });
+  examples(command, [
+    "roci copy ./build/layout:v1 ./release:v1,latest",
+    "roci copy --platform linux/arm64 oci-layout://./multi:app ./arm-only:app",
+    "roci copy --no-clobber ./src@sha256:… ./dst:stable",
+  ]);
+}
+
+/** --no-clobber: every name must be free or already name this very digest. */
+async function refuseClobber(
+  store: LayoutStore,
+  names: ReturnType<typeof parseEntryName>[],
+  digest: string,
+): Promise<void> {
+  const { manifests } = await store.index();
+  for (const name of names) {
+    const taken = manifests.find((entry) => hasName(entry, name) && entry.digest !== digest);
+    if (taken) {
+      throw new RociError(
+        "CONFLICT",
+        `${store.location}: "${formatEntryName(name)}" already names ${taken.digest} (${taken.annotations?.[Annotation.refName] ?? ""})`,
+        { subject: formatEntryName(name), hint: "drop --no-clobber to move the tag, or choose another name" },
+      );
+    }
+  }
+}

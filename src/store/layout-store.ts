@@ -1,0 +1,362 @@
+/**
+ * A layout that roci writes (DESIGN.md "Write discipline"). Blobs stream into a temp file inside the
+ * layout, are verified while written, fsynced, made read-only and renamed into place; an existing
+ * blob is verified, never rewritten. `index.json` changes only under the exclusive lock buildkit
+ * also takes, as read → modify → write temp → fsync → rename → fsync directory, so readers see the
+ * old or the new index, never half of one, and a crash leaves no partial file under its real name.
+ */
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import {
+  access,
+  chmod,
+  copyFile,
+  link,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rmdir,
+  stat,
+  unlink,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { requireVerifiable, shortDigest } from "../digest/digest.ts";
+import { checkContent, hashFile, VerifyingStream } from "../digest/hash.ts";
+import { errnoOf, isReadOnlyErrno, RociError } from "../errors.ts";
+import { type Descriptor, type ImageIndex, parseIndex } from "../spec/documents.ts";
+import { MediaType } from "../spec/media-types.ts";
+import { LayoutReader, type LayoutReaderOptions } from "./layout-reader.ts";
+import { lockIndex } from "./lock.ts";
+import { type EntryName, formatEntryName, hasName, namedEntry } from "./naming.ts";
+
+/** Where blobs are written before they are renamed into place: inside the layout, so rename is atomic. */
+export const tempDirName = ".roci-tmp";
+const layoutHeader = `${JSON.stringify({ imageLayoutVersion: "1.0.0" })}\n`;
+const emptyIndex: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
+
+export interface LayoutStoreOptions extends LayoutReaderOptions {
+  /** How long to wait for another writer's lock on index.json (default 30 s). */
+  lockTimeoutMs?: number;
+  onDebug?: (message: string) => void;
+}
+
+/** How a blob arrived: hard-linked from a local file, copied (reflinked where the filesystem can), or already there. */
+export type PushOutcome = "linked" | "copied" | "exists";
+
+export class LayoutStore extends LayoutReader {
+  readonly #options: LayoutStoreOptions;
+
+  private constructor(root: string, options: LayoutStoreOptions) {
+    super(root, options);
+    this.#options = options;
+  }
+
+  /** Opens an existing layout for writing; refuses one it cannot write, before writing anything. */
+  static override async open(root: string, options: LayoutStoreOptions = {}): Promise<LayoutStore> {
+    await LayoutReader.check(root);
+    await requireWritable(root);
+    return new LayoutStore(root, options);
+  }
+
+  /**
+   * Creates a layout (or adopts an empty directory, or one that already is a layout when `force`).
+   * Other files in the directory make it refuse, unless `force`: then they are kept, untouched.
+   */
+  static async init(
+    root: string,
+    options: LayoutStoreOptions & { force?: boolean } = {},
+  ): Promise<LayoutStore> {
+    let entries: string[] = [];
+    try {
+      entries = await readdir(root);
+    } catch (error) {
+      if (errnoOf(error) === "ENOTDIR") {
+        throw new RociError("INVALID_LAYOUT", `${root}: is a file, not a directory`, { subject: root });
+      }
+      if (errnoOf(error) !== "ENOENT") throw writeError(error, root);
+    }
+    const isLayout = entries.includes("oci-layout");
+    if (entries.length > 0 && !options.force) {
+      throw new RociError(
+        "CONFLICT",
+        isLayout ? `${root}: is already an OCI layout` : `${root}: is not empty (${entries.length} entries)`,
+        {
+          subject: root,
+          hint: isLayout
+            ? "use it as it is, or pass --force (keeps its images)"
+            : "choose an empty or new directory, or pass --force to add a layout beside the files there (they are kept)",
+        },
+      );
+    }
+    try {
+      await mkdir(join(root, "blobs", "sha256"), { recursive: true });
+      if (!entries.includes("oci-layout")) await writeFileAtomically(join(root, "oci-layout"), layoutHeader);
+      if (!entries.includes("index.json")) {
+        await writeFileAtomically(join(root, "index.json"), `${JSON.stringify(emptyIndex)}\n`);
+      }
+    } catch (error) {
+      throw writeError(error, root);
+    }
+    return LayoutStore.open(root, options);
+  }
+
+  /** Opens a layout for writing, creating it first when the directory is missing or empty. */
+  static async openOrInit(root: string, options: LayoutStoreOptions = {}): Promise<LayoutStore> {
+    try {
+      return await LayoutStore.open(root, options);
+    } catch (error) {
+      const missing = error instanceof RociError && error.code === "NOT_FOUND";
+      const empty = !missing && (await readdir(root).catch(() => ["?"])).length === 0;
+      if (missing || empty) return LayoutStore.init(root, options);
+      throw error;
+    }
+  }
+
+  /** Streams `content` into the layout as `descriptor`'s blob, verifying size and digest as it goes. */
+  async push(descriptor: Descriptor, content: Readable): Promise<PushOutcome> {
+    const target = this.blobPath(descriptor.digest);
+    if (await this.#existingIsValid(descriptor, target)) {
+      content.destroy();
+      return "exists";
+    }
+    return this.#ingest(descriptor, async (temp) => {
+      const out = (await open(temp, "wx", 0o644)).createWriteStream();
+      await pipeline(content, new VerifyingStream(descriptor, `blob ${descriptor.digest}`), out);
+      return "copied";
+    });
+  }
+
+  /**
+   * Adds a blob from a local file, the cheapest correct way: a hard link when the source is a
+   * read-only file on the same filesystem (no byte moves; its size is checked, and `verify` also
+   * hashes it), else a reflink clone or a copy, verified before it is renamed into place.
+   */
+  async pushFile(
+    descriptor: Descriptor,
+    source: string,
+    options: { verify?: boolean } = {},
+  ): Promise<PushOutcome> {
+    const target = this.blobPath(descriptor.digest);
+    if (await this.#existingIsValid(descriptor, target)) return "exists";
+    const info = await stat(source);
+    if (info.size !== descriptor.size) {
+      throw new RociError(
+        "SIZE_MISMATCH",
+        `blob ${descriptor.digest}: source ${source} is ${info.size} bytes, descriptor says ${descriptor.size}`,
+        {
+          subject: descriptor.digest,
+        },
+      );
+    }
+    if (options.verify) await verifyFile(descriptor, source);
+    return this.#ingest(descriptor, async (temp) => {
+      // Link only files nobody can write: a link shares the inode, so later writes would show through.
+      if ((info.mode & 0o222) === 0) {
+        try {
+          await link(source, temp);
+          return "linked";
+        } catch (error) {
+          if (!["EXDEV", "EPERM", "EMLINK", "ENOTSUP", "EACCES"].includes(errnoOf(error) ?? "")) throw error;
+        }
+      }
+      await copyFile(source, temp, constants.COPYFILE_FICLONE);
+      if (!options.verify) await verifyFile(descriptor, temp);
+      return "copied";
+    });
+  }
+
+  /** Changes index.json under the exclusive lock; `change` edits the manifests list in place. */
+  async updateIndex(change: (manifests: Descriptor[]) => void): Promise<void> {
+    await this.withIndexLock(async () => {
+      const path = join(this.location, "index.json");
+      let index: ImageIndex;
+      try {
+        index = parseIndex(await readFile(path), path).value;
+      } catch (error) {
+        if (errnoOf(error) !== "ENOENT") throw error;
+        index = structuredClone(emptyIndex);
+      }
+      change(index.manifests);
+      await writeFileAtomically(path, `${JSON.stringify(index)}\n`);
+    });
+  }
+
+  /** Runs `work` holding the exclusive lock on index.json (the lock buildkit takes too). */
+  async withIndexLock<T>(work: () => Promise<T>): Promise<T> {
+    const lock = await lockIndex(this.location, {
+      timeoutMs: this.#options.lockTimeoutMs,
+      onDebug: this.#options.onDebug,
+    });
+    try {
+      return await work();
+    } catch (error) {
+      throw writeError(error, this.location);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * Names `descriptor` with each of `names`, in one index update. A name moves: entries that carried
+   * it lose it, and an entry left with no name is dropped (its blobs stay until gc).
+   */
+  async tag(descriptor: Descriptor, names: readonly EntryName[]): Promise<void> {
+    await this.updateIndex((manifests) => {
+      for (const name of names) {
+        removeName(manifests, name);
+        manifests.push(namedEntry(descriptor, name));
+      }
+    });
+  }
+
+  /** Removes a name; TAG_NOT_FOUND when no entry carries it. */
+  async untag(name: EntryName): Promise<void> {
+    await this.updateIndex((manifests) => {
+      if (!removeName(manifests, name)) {
+        throw new RociError(
+          "TAG_NOT_FOUND",
+          `layout ${this.location}: no entry is named "${formatEntryName(name)}"`,
+          {
+            subject: formatEntryName(name),
+          },
+        );
+      }
+    });
+  }
+
+  async #existingIsValid(descriptor: Descriptor, target: string): Promise<boolean> {
+    let info: Awaited<ReturnType<typeof stat>>;
+    try {
+      info = await stat(target);
+    } catch (error) {
+      if (errnoOf(error) === "ENOENT") return false;
+      throw writeError(error, target);
+    }
+    if (info.size !== descriptor.size) return false;
+    try {
+      await verifyFile(descriptor, target);
+    } catch {
+      this.#options.onDebug?.(`blob ${descriptor.digest} in ${this.location} is corrupt; replacing it`);
+      return false;
+    }
+    // Refresh its time so a concurrent gc's grace period protects a blob a new image now relies on.
+    const now = new Date();
+    await utimes(target, now, now).catch(() => {});
+    return true;
+  }
+
+  /** Runs `write` on a fresh temp path, then fsyncs it, makes it read-only and renames it into place. */
+  async #ingest(descriptor: Descriptor, write: (temp: string) => Promise<PushOutcome>): Promise<PushOutcome> {
+    const target = this.blobPath(descriptor.digest);
+    const { encoded } = requireVerifiable(descriptor.digest);
+    const tempDir = join(this.location, tempDirName);
+    const temp = join(tempDir, `${encoded.slice(0, 16)}.${process.pid}.${randomBytes(6).toString("hex")}`);
+    try {
+      // Another writer may remove the empty temp directory between our mkdir and our create:
+      // creating the temp file fails with ENOENT before any content is consumed, so try again.
+      let outcome: PushOutcome;
+      for (let attempt = 1; ; attempt++) {
+        await mkdir(tempDir, { recursive: true });
+        try {
+          outcome = await write(temp);
+          break;
+        } catch (error) {
+          if (errnoOf(error) !== "ENOENT" || attempt >= 5 || (await stat(temp).catch(() => undefined)))
+            throw error;
+        }
+      }
+      // A link is the source's own inode: already read-only and on disk, and not ours to chmod.
+      if (outcome !== "linked") {
+        await syncFile(temp);
+        await chmod(temp, 0o444);
+      }
+      await mkdir(dirname(target), { recursive: true });
+      await rename(temp, target);
+      await syncDirectory(dirname(target));
+      return outcome;
+    } catch (error) {
+      await unlink(temp).catch(() => {});
+      throw writeError(error, target);
+    } finally {
+      // Removed when empty; a concurrent writer's file keeps it (ENOTEMPTY), and it recreates it if needed.
+      await rmdir(tempDir).catch(() => {});
+    }
+  }
+}
+
+function removeName(manifests: Descriptor[], name: EntryName): boolean {
+  let removed = false;
+  for (let i = manifests.length - 1; i >= 0; i--) {
+    if (hasName(manifests[i]!, name)) {
+      manifests.splice(i, 1);
+      removed = true;
+    }
+  }
+  return removed;
+}
+
+async function verifyFile(descriptor: Descriptor, path: string): Promise<void> {
+  const { algorithm } = requireVerifiable(descriptor.digest);
+  const actual = await hashFile(path, algorithm, descriptor.size);
+  checkContent(descriptor, actual, `blob ${shortDigest(descriptor.digest)} (${path})`);
+}
+
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function syncDirectory(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes a small file by temp + fsync + rename + directory fsync. */
+export async function writeFileAtomically(path: string, content: string): Promise<void> {
+  const temp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+  try {
+    await writeFile(temp, content, { flag: "wx", mode: 0o644 });
+    await syncFile(temp);
+    await rename(temp, path);
+    await syncDirectory(dirname(path));
+  } catch (error) {
+    await unlink(temp).catch(() => {});
+    throw error;
+  }
+}
+
+/** Refuses a destination the process cannot write, before any write: access(2) asks, it does not try. */
+export async function requireWritable(root: string): Promise<void> {
+  try {
+    await access(root, constants.W_OK);
+  } catch (error) {
+    throw writeError(error, root);
+  }
+}
+
+function writeError(error: unknown, path: string): RociError {
+  if (error instanceof RociError) return error;
+  if (isReadOnlyErrno(error)) {
+    return new RociError("READ_ONLY", `${path}: read-only destination (${errnoOf(error)})`, {
+      subject: path,
+      cause: error,
+      hint: "write to a directory this user can write, on a read-write filesystem",
+    });
+  }
+  const detail = error instanceof Error ? error.message : String(error);
+  return new RociError("IO", `${path}: ${detail}`, { subject: path, cause: error });
+}
