@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Builds (once) the benchmark image, cached outside the repository: an OCI layout made by umoci
-# with a 1 GiB pseudo-random layer and a layer of 50,000 small files, tag "large"; and a second
+# with a 1 GiB pseudo-random layer and a layer of 50,000 small files, tag "large", its blobs read-only
+# as Bazel leaves its outputs; and a second
 # layout sharing its blobs whose index.json has 10,000 tagged entries. Recipe adapted from the
 # team's shared fixtures (deterministic: fixed seeds and SOURCE_DATE_EPOCH).
 source "$(dirname "$0")/lib.sh"
 export SOURCE_DATE_EPOCH=1700000000
 LARGE=$CACHE/large
 MANY=$CACHE/many-tags
-if [ -f "$LARGE/.complete" ] && [ -f "$MANY/.complete" ]; then exit 0; fi
+if [ -f "$LARGE/.complete" ] && [ -f "$MANY/.complete" ]; then
+  chmod a-w "$LARGE"/blobs/sha256/*   # blobs read-only, as Bazel leaves its outputs (idempotent)
+  exit 0
+fi
 for tool in umoci openssl python3 tar; do command -v $tool >/dev/null || { echo "bench needs $tool" >&2; exit 1; }; done
 mkdir -p "$CACHE"
 work=$(mktemp -d "$CACHE/.work.XXXXXX")
@@ -38,6 +42,7 @@ umoci raw add-layer --image "$work/large:large" --history.created 2023-11-14T22:
 umoci config --image "$work/large:large" --no-history --created 2023-11-14T22:13:20Z --architecture amd64 --os linux
 umoci gc --layout "$work/large"
 chmod -R a+rX "$work/large"
+chmod a-w "$work/large"/blobs/sha256/*
 mv "$work/large" "$LARGE"
 touch "$LARGE/.complete"
 # many-tags: the same blobs, 10,000 index.json entries (tag-00000 … tag-09999) naming one manifest.

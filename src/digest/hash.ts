@@ -125,3 +125,48 @@ export async function hashFile(
     await handle.close();
   }
 }
+
+/**
+ * Copies a file while hashing it, in one pass: the next chunk is read while the current one is
+ * hashed and written (three rotating buffers), and the copy fails — leaving the caller to remove
+ * `target` — as soon as the source is longer than promised, or at the end if size or digest differ.
+ */
+export async function copyFileVerified(
+  source: string,
+  target: string,
+  expected: Expected,
+  where: string,
+): Promise<void> {
+  const { algorithm } = requireVerifiable(expected.digest);
+  const input = await open(source, "r");
+  try {
+    const output = await open(target, "wx", 0o644);
+    try {
+      const hash = createHash(algorithm);
+      const buffers = [0, 1, 2].map(() => Buffer.allocUnsafe(fileChunk));
+      let size = 0;
+      let turn = 0;
+      let writing: Promise<unknown> = Promise.resolve();
+      let reading = input.read(buffers[0]!, 0, fileChunk, null);
+      for (;;) {
+        const { bytesRead, buffer } = await reading;
+        if (bytesRead === 0) break;
+        size += bytesRead;
+        if (size > expected.size) break;
+        // The buffer read next was written two turns ago; that write must be done before reuse.
+        await writing;
+        turn = (turn + 1) % buffers.length;
+        reading = input.read(buffers[turn]!, 0, fileChunk, null);
+        const chunk = buffer.subarray(0, bytesRead);
+        hash.update(chunk);
+        writing = output.write(chunk, 0, bytesRead);
+      }
+      await writing;
+      checkContent(expected, { digest: `${algorithm}:${hash.digest("hex")}`, size }, where);
+    } finally {
+      await output.close();
+    }
+  } finally {
+    await input.close();
+  }
+}

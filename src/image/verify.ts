@@ -14,16 +14,32 @@ import {
   isManifestType,
   isNonDistributableType,
 } from "../spec/media-types.ts";
+import { leftoverTempFiles } from "../store/gc.ts";
 import type { LayoutReader } from "../store/layout-reader.ts";
+import { EXCLUSIVE_FILE, staleLockReason } from "../store/lock.ts";
 import { fetchConfig, fetchIndex, fetchManifest } from "./documents.ts";
 
-export type ProblemKind = "missing" | "corrupt" | "invalid" | "unverifiable" | "unreferenced" | "stray";
+export type ProblemKind =
+  | "missing"
+  | "corrupt"
+  | "invalid"
+  | "unverifiable"
+  | "unreferenced"
+  | "stray"
+  | "leftover-temp"
+  | "stale-lock";
 
 export interface VerifyProblem {
   kind: ProblemKind;
   /** Errors make verify fail; warnings are reported only. */
   severity: "error" | "warning";
-  code: RociErrorCode | "UNREFERENCED_BLOB" | "STRAY_FILE" | "FOREIGN_LAYER_ABSENT";
+  code:
+    | RociErrorCode
+    | "UNREFERENCED_BLOB"
+    | "STRAY_FILE"
+    | "FOREIGN_LAYER_ABSENT"
+    | "LEFTOVER_TEMP"
+    | "STALE_LOCK";
   /** The blob's digest, or a path inside the layout for strays. */
   subject: string;
   mediaType?: string;
@@ -114,6 +130,25 @@ export async function verifyLayout(
         code: "UNREFERENCED_BLOB",
         subject: digest,
         message: `blob ${digest}: not referenced from index.json (gc would remove it)`,
+      });
+    }
+    for (const file of await leftoverTempFiles(layout.location)) {
+      problems.push({
+        kind: "leftover-temp",
+        severity: "warning",
+        code: "LEFTOVER_TEMP",
+        subject: file,
+        message: `${file}: left by an interrupted writer (gc removes it once older than its grace period)`,
+      });
+    }
+    const staleLock = await staleLockReason(layout.location);
+    if (staleLock !== undefined) {
+      problems.push({
+        kind: "stale-lock",
+        severity: "warning",
+        code: "STALE_LOCK",
+        subject: EXCLUSIVE_FILE,
+        message: `${EXCLUSIVE_FILE}: stale lock, ${staleLock} (the next writer removes it)`,
       });
     }
     for (const stray of strays) {

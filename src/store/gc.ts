@@ -130,6 +130,15 @@ async function readSmallJson(path: string): Promise<object | undefined> {
 
 /** Temp files that crashed writers left behind, older than the grace period. */
 async function staleTempFiles(root: string, cutoff: number): Promise<string[]> {
+  const stale: string[] = [];
+  for (const relative of await leftoverTempFiles(root)) {
+    if ((await lstat(join(root, relative))).mtimeMs <= cutoff) stale.push(relative);
+  }
+  return stale;
+}
+
+/** Temp files of roci writers in a layout, relative to it: in-progress or left by a crash. */
+export async function leftoverTempFiles(root: string): Promise<string[]> {
   const candidates: string[] = [];
   try {
     candidates.push(...(await readdir(join(root, tempDirName))).map((name) => join(tempDirName, name)));
@@ -137,9 +146,5 @@ async function staleTempFiles(root: string, cutoff: number): Promise<string[]> {
     if (errnoOf(error) !== "ENOENT") throw error;
   }
   candidates.push(...(await readdir(root)).filter((name) => /^index\.json\.\d+\.[0-9a-f]+\.tmp$/.test(name)));
-  const stale: string[] = [];
-  for (const relative of candidates) {
-    if ((await lstat(join(root, relative))).mtimeMs <= cutoff) stale.push(relative);
-  }
-  return stale;
+  return candidates;
 }

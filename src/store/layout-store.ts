@@ -27,7 +27,7 @@ import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { requireVerifiable, shortDigest } from "../digest/digest.ts";
-import { checkContent, hashFile, VerifyingStream } from "../digest/hash.ts";
+import { checkContent, copyFileVerified, hashFile, VerifyingStream } from "../digest/hash.ts";
 import { errnoOf, isReadOnlyErrno, RociError } from "../errors.ts";
 import { type Descriptor, type ImageIndex, parseIndex } from "../spec/documents.ts";
 import { MediaType } from "../spec/media-types.ts";
@@ -165,8 +165,24 @@ export class LayoutStore extends LayoutReader {
           if (!["EXDEV", "EPERM", "EMLINK", "ENOTSUP", "EACCES"].includes(errnoOf(error) ?? "")) throw error;
         }
       }
-      await copyFile(source, temp, constants.COPYFILE_FICLONE);
-      if (!options.verify) await verifyFile(descriptor, temp);
+      // A reflink shares extents copy-on-write: instant where the filesystem can, then verified.
+      // Elsewhere one pass reads, hashes and writes.
+      const cloned = await copyFile(source, temp, constants.COPYFILE_FICLONE_FORCE).then(
+        () => true,
+        async (error: unknown) => {
+          if (errnoOf(error) === "ENOENT") throw error;
+          await unlink(temp).catch(() => {});
+          return false;
+        },
+      );
+      if (!cloned)
+        await copyFileVerified(
+          source,
+          temp,
+          descriptor,
+          `blob ${shortDigest(descriptor.digest)} (${source})`,
+        );
+      else if (!options.verify) await verifyFile(descriptor, temp);
       return "copied";
     });
   }

@@ -583,3 +583,12 @@ export async function lockIndex(layoutDir: string, options: LockOptions = {}): P
   ctx.debug(`using flock on ${join(layoutDir, FLOCK_FILE)}`);
   return lockWithFlock(loaded.addon, ctx);
 }
+
+/**
+ * Why the fallback lock file of `layoutDir` is stale (its holder is gone or silent), or undefined
+ * when there is none or it is live. A read: `verify` reports stale locks; the next writer removes them.
+ */
+export async function staleLockReason(layoutDir: string): Promise<string | undefined> {
+  const holder = await inspectHolder(join(layoutDir, EXCLUSIVE_FILE));
+  return holder && staleReason(holder);
+}
