@@ -149,6 +149,11 @@ it("falls back to O_EXCL lock files, and says so, when the addon is not built", 
   await writeFile(join(pkg, "package.json"), '{"type":"module"}\n');
   await copyFile(fileURLToPath(new URL("./lock.js", import.meta.url)), join(pkg, "dist", "store", "lock.js"));
   await copyFile(fileURLToPath(new URL("../errors.js", import.meta.url)), join(pkg, "dist", "errors.js"));
+  await mkdir(join(pkg, "dist", "native"));
+  await copyFile(
+    fileURLToPath(new URL("../native/addon.js", import.meta.url)),
+    join(pkg, "dist", "native", "addon.js"),
+  );
   const layout = await freshLayout();
   const script = `
     const { flockAvailable, lockIndex } = await import(${JSON.stringify(join(pkg, "dist", "store", "lock.js"))});

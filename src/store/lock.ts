@@ -33,13 +33,12 @@ import type { BigIntStats } from "node:fs";
 import { constants as fsConstants } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { link, lstat, open, readFile, rename, stat, unlink, utimes } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { hostname, constants as osConstants } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { getSystemErrorName } from "node:util";
 import { errnoOf, fromFsError, RociError } from "../errors.ts";
+import { loadAddon } from "../native/addon.ts";
 
 /** A held lock on a layout's `index.json`. */
 export interface LayoutLock {
@@ -82,14 +81,6 @@ interface FlockAddon {
   readonly LOCK_UN: number;
 }
 
-/**
- * `build/Release/roci_flock.node` at the package root: this module is `dist/store/lock.js` (or
- * `src/store/lock.ts`), two levels below it.
- */
-const addonPath = fileURLToPath(new URL("../../build/Release/roci_flock.node", import.meta.url));
-
-let addonState: { addon: FlockAddon } | { error: string } | undefined;
-
 function isFlockAddon(value: unknown): value is FlockAddon {
   if (typeof value !== "object" || value === null) return false;
   const v = value as Record<string, unknown>;
@@ -99,26 +90,11 @@ function isFlockAddon(value: unknown): value is FlockAddon {
   );
 }
 
-function loadAddon(): { addon: FlockAddon } | { error: string } {
-  if (addonState === undefined) {
-    try {
-      const exports: unknown = createRequire(import.meta.url)(addonPath);
-      addonState = isFlockAddon(exports)
-        ? { addon: exports }
-        : { error: `${addonPath} does not export flock and LOCK_*` };
-    } catch (error) {
-      const code = errnoOf(error);
-      addonState = {
-        error: code === "MODULE_NOT_FOUND" ? `${addonPath} was not built` : (error as Error).message,
-      };
-    }
-  }
-  return addonState;
-}
+const loadFlock = () => loadAddon("roci_flock", isFlockAddon);
 
 /** True when the flock addon is built and loads, i.e. {@link lockIndex} can use flock. */
 export function flockAvailable(): boolean {
-  return "addon" in loadAddon();
+  return "addon" in loadFlock();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -575,7 +551,7 @@ export async function lockIndex(layoutDir: string, options: LockOptions = {}): P
     ctx.debug("using O_EXCL lock files: ROCI_LOCK=exclusive-file");
     return lockWithExclusiveFile(ctx);
   }
-  const loaded = loadAddon();
+  const loaded = loadFlock();
   if ("error" in loaded) {
     ctx.debug(`using O_EXCL lock files: flock addon not available (${loaded.error})`);
     return lockWithExclusiveFile(ctx);
