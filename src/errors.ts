@@ -21,6 +21,8 @@ export type RociErrorCode =
   | "DIGEST_MISMATCH"
   | "SIZE_MISMATCH"
   | "VERIFY_FAILED"
+  | "CORRUPT_LAYER"
+  | "UNSUPPORTED_COMPRESSION"
   | "UNSAFE_PATH"
   | "READ_ONLY_INPUT"
   | "READ_ONLY"
@@ -60,6 +62,8 @@ const exitByCode: Record<RociErrorCode, number> = {
   DIGEST_MISMATCH: ExitCode.verification,
   SIZE_MISMATCH: ExitCode.verification,
   VERIFY_FAILED: ExitCode.verification,
+  CORRUPT_LAYER: ExitCode.verification,
+  UNSUPPORTED_COMPRESSION: ExitCode.error,
   UNSAFE_PATH: ExitCode.verification,
   READ_ONLY_INPUT: ExitCode.error,
   READ_ONLY: ExitCode.error,

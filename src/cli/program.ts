@@ -56,12 +56,13 @@ export function createProgram(io: { stdout: NodeJS.WritableStream; stderr: NodeJ
     )
     .option("--read-only", "refuse any command that would write to an input (also: ROCI_READ_ONLY=1)")
     .option("--debug", "show stack traces and debug messages")
-    .showHelpAfterError("(run with --help for usage)")
     .addHelpText("after", exitCodesHelp)
     .exitOverride()
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
+      // Usage errors are reported by main() in roci's own format (and as JSON with --format json).
+      outputError: () => {},
     });
 
   const contextOf = (command: Command): CliContext => {
@@ -95,8 +96,7 @@ export function createProgram(io: { stdout: NodeJS.WritableStream; stderr: NodeJ
   ]) {
     register(program, contextOf);
   }
-  for (const command of program.commands)
-    command.exitOverride().showHelpAfterError("(run with --help for usage)");
+  for (const command of program.commands) command.exitOverride().configureOutput(program.configureOutput());
   return program;
 }
 
@@ -114,16 +114,14 @@ export async function main(
     await program.parseAsync([...argv], { from: "user" });
     return ExitCode.ok;
   } catch (error) {
-    if (error instanceof CommanderError) {
-      return error.code === "commander.helpDisplayed" ||
-        error.code === "commander.version" ||
-        error.exitCode === 0
-        ? ExitCode.ok
-        : ExitCode.usage;
-    }
+    if (error instanceof CommanderError && error.exitCode === 0) return ExitCode.ok;
+    const commands = new Set(program.commands.flatMap((command) => [command.name(), ...command.aliases()]));
     const failure = isRociError(error)
       ? error
-      : new RociError("INTERNAL", error instanceof Error ? error.message : String(error), { cause: error });
+      : asRociError(
+          error,
+          argv.find((arg) => commands.has(arg)),
+        );
     if (jsonErrors) {
       const { code, message, hint, subject } = failure;
       io.stderr.write(`${JSON.stringify({ error: { code, message, hint, subject } })}\n`);
@@ -135,4 +133,19 @@ export async function main(
       io.stderr.write(`${(failure.cause as Error)?.stack ?? failure.stack}\n`);
     return failure.exitCode;
   }
+}
+
+/** Commander's usage errors ("error: unknown option '--frob'\n(Did you mean …?)") as USAGE errors. */
+function asRociError(error: unknown, command: string | undefined): RociError {
+  if (!(error instanceof CommanderError)) {
+    return new RociError("INTERNAL", error instanceof Error ? error.message : String(error), {
+      cause: error,
+    });
+  }
+  const [first = "", ...rest] = error.message.split("\n");
+  const suggestion = rest.join(" ").replace(/^\((.*)\)$/, "$1");
+  return new RociError("USAGE", first.replace(/^error: /, ""), {
+    cause: error,
+    hint: suggestion || `run roci ${command ? `${command} ` : ""}--help for usage`,
+  });
 }

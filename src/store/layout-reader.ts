@@ -105,7 +105,7 @@ export class LayoutReader implements ReadOnlyTarget {
     for (let attempt = 1; ; attempt++) {
       let raw: Uint8Array;
       try {
-        raw = await readCapped(path, defaultDocumentLimit, "index.json");
+        raw = await readCapped(path, defaultDocumentLimit, path);
       } catch (error) {
         if (errnoOf(error) === "ENOENT") {
           throw new RociError("INVALID_LAYOUT", `layout ${this.location}: no index.json`, { subject: path });
