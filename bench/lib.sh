@@ -13,11 +13,14 @@ ensure_built() {
 
 # measure LABEL CMD... — runs CMD once to warm the page cache, then RUNS times; sets
 # MEASURED_S (median wall seconds) and MEASURED_MB (peak RSS in MB, largest run). stdout discarded.
+# With BEFORE set (a shell command), it runs untimed before every run, e.g. to remove an output.
 measure() {
   local label=$1; shift
+  [ -z "${BEFORE:-}" ] || bash -c "$BEFORE"
   "$@" >/dev/null 2>&1 || true
   local times=() rss=0 i start end kb
   for ((i = 0; i < RUNS; i++)); do
+    [ -z "${BEFORE:-}" ] || bash -c "$BEFORE"
     start=$(date +%s%N)
     /usr/bin/time -f '%M' -o "$CACHE/.rss" "$@" >/dev/null 2>"$CACHE/.stderr" || {
       echo "$label failed:" >&2; cat "$CACHE/.stderr" >&2; return 1; }

@@ -18,7 +18,7 @@ import { mapLimit } from "../util/map-limit.ts";
 /** A destination: pushes verified blobs; may also take local files (hard link, reflink). */
 export interface CopyDestination {
   push(descriptor: Descriptor, content: Readable): Promise<PushOutcome>;
-  pushFile?(descriptor: Descriptor, path: string, options: { verify?: boolean }): Promise<PushOutcome>;
+  pushFile?(descriptor: Descriptor, path: string, options: { trustLinks?: boolean }): Promise<PushOutcome>;
 }
 
 /** A source whose blobs are local files, so a destination may link or clone them. */
@@ -32,8 +32,8 @@ export interface CopyOptions {
   strictPlatform?: boolean;
   /** Blobs copied at once (default 4). */
   concurrency?: number;
-  /** Hash blobs even when they are hard-linked (no bytes move, so by default only their size is checked). */
-  verifyLinks?: boolean;
+  /** Take hard-linked blobs on their size alone (no bytes move; readers and `verify` still check them). */
+  trustLinks?: boolean;
   onEvent?: (event: CopyEvent) => void;
 }
 
@@ -99,7 +99,7 @@ async function transfer(
   if (raw) return destination.push(descriptor, Readable.from([raw]));
   if (destination.pushFile && isLocal(source)) {
     return destination.pushFile(descriptor, source.blobPath(descriptor.digest), {
-      verify: options.verifyLinks,
+      trustLinks: options.trustLinks ?? false,
     });
   }
   return destination.push(descriptor, await source.fetch(descriptor));

@@ -35,6 +35,15 @@ export interface GcReport {
   bytesReclaimed: number;
 }
 
+/**
+ * When a blob last changed for gc's purposes: its mtime (writers refresh it when they rely on an
+ * existing blob) — except for a hard link, which keeps its source's old mtime and must not be
+ * touched: link(2) moved its ctime to now, so the later of the two counts.
+ */
+function ageMs(info: { mtimeMs: number; ctimeMs: number; nlink: number }): number {
+  return info.nlink > 1 ? Math.max(info.mtimeMs, info.ctimeMs) : info.mtimeMs;
+}
+
 /** What gc would remove, without removing anything or taking a lock: `gc --dry-run`, read-only. */
 export async function planGarbage(layout: LayoutReader, options: GcOptions = {}): Promise<GcReport> {
   const cutoff = (options.now ?? Date.now()) - (options.graceMs ?? defaultGraceMs);
@@ -52,7 +61,7 @@ export async function planGarbage(layout: LayoutReader, options: GcOptions = {})
     if (reachable.has(digest)) continue;
     const info = await lstat(layout.blobPath(digest));
     const entry = { digest, size: info.size };
-    if (info.mtimeMs > cutoff) {
+    if (ageMs(info) > cutoff) {
       report.young.push(entry);
     } else {
       report.removed.push(entry);
@@ -132,7 +141,7 @@ async function readSmallJson(path: string): Promise<object | undefined> {
 async function staleTempFiles(root: string, cutoff: number): Promise<string[]> {
   const stale: string[] = [];
   for (const relative of await leftoverTempFiles(root)) {
-    if ((await lstat(join(root, relative))).mtimeMs <= cutoff) stale.push(relative);
+    if (ageMs(await lstat(join(root, relative))) <= cutoff) stale.push(relative);
   }
   return stale;
 }

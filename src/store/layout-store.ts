@@ -33,7 +33,7 @@ import { type Descriptor, type ImageIndex, parseIndex } from "../spec/documents.
 import { MediaType } from "../spec/media-types.ts";
 import { LayoutReader, type LayoutReaderOptions } from "./layout-reader.ts";
 import { lockIndex } from "./lock.ts";
-import { type EntryName, formatEntryName, hasName, namedEntry } from "./naming.ts";
+import { type EntryName, formatEntryName, hasName, namedEntry, refuseTaken } from "./naming.ts";
 
 /** Where blobs are written before they are renamed into place: inside the layout, so rename is atomic. */
 export const tempDirName = ".roci-tmp";
@@ -94,6 +94,7 @@ export class LayoutStore extends LayoutReader {
         },
       );
     }
+    await requireWritable(root, await nearestExisting(root));
     try {
       await mkdir(join(root, "blobs", "sha256"), { recursive: true });
       if (!entries.includes("oci-layout")) await writeFileAtomically(join(root, "oci-layout"), layoutHeader);
@@ -134,55 +135,46 @@ export class LayoutStore extends LayoutReader {
 
   /**
    * Adds a blob from a local file, the cheapest correct way: a hard link when the source is a
-   * read-only file on the same filesystem (no byte moves; its size is checked, and `verify` also
-   * hashes it), else a reflink clone or a copy, verified before it is renamed into place.
+   * read-only file on the same filesystem, a reflink where the filesystem can, else a copy that
+   * reads, hashes and writes in one pass. Whatever lands is verified before it is renamed into
+   * place — with `trustLinks`, a hard link is taken on its size alone (no byte moves; `verify`
+   * and every reader still check it).
    */
   async pushFile(
     descriptor: Descriptor,
     source: string,
-    options: { verify?: boolean } = {},
+    options: { trustLinks?: boolean } = {},
   ): Promise<PushOutcome> {
     const target = this.blobPath(descriptor.digest);
     if (await this.#existingIsValid(descriptor, target)) return "exists";
-    const info = await stat(source);
+    const info = await stat(source).catch((error: unknown) => {
+      throw errnoOf(error) === "ENOENT"
+        ? new RociError("BLOB_MISSING", `blob ${descriptor.digest}: missing from the source (${source})`, {
+            subject: descriptor.digest,
+          })
+        : writeError(error, source);
+    });
     if (info.size !== descriptor.size) {
       throw new RociError(
         "SIZE_MISMATCH",
         `blob ${descriptor.digest}: source ${source} is ${info.size} bytes, descriptor says ${descriptor.size}`,
-        {
-          subject: descriptor.digest,
-        },
+        { subject: descriptor.digest },
       );
     }
-    if (options.verify) await verifyFile(descriptor, source);
     return this.#ingest(descriptor, async (temp) => {
       // Link only files nobody can write: a link shares the inode, so later writes would show through.
-      if ((info.mode & 0o222) === 0) {
-        try {
-          await link(source, temp);
-          return "linked";
-        } catch (error) {
-          if (!["EXDEV", "EPERM", "EMLINK", "ENOTSUP", "EACCES"].includes(errnoOf(error) ?? "")) throw error;
-        }
+      if ((info.mode & 0o222) === 0 && (await tryLink(source, temp))) {
+        if (!options.trustLinks) await verifyFile(descriptor, temp);
+        return "linked";
       }
-      // A reflink shares extents copy-on-write: instant where the filesystem can, then verified.
-      // Elsewhere one pass reads, hashes and writes.
-      const cloned = await copyFile(source, temp, constants.COPYFILE_FICLONE_FORCE).then(
-        () => true,
-        async (error: unknown) => {
-          if (errnoOf(error) === "ENOENT") throw error;
-          await unlink(temp).catch(() => {});
-          return false;
-        },
-      );
-      if (!cloned)
+      if (await tryClone(source, temp)) await verifyFile(descriptor, temp);
+      else
         await copyFileVerified(
           source,
           temp,
           descriptor,
           `blob ${shortDigest(descriptor.digest)} (${source})`,
         );
-      else if (!options.verify) await verifyFile(descriptor, temp);
       return "copied";
     });
   }
@@ -199,7 +191,12 @@ export class LayoutStore extends LayoutReader {
         index = structuredClone(emptyIndex);
       }
       change(index.manifests);
-      await writeFileAtomically(path, `${JSON.stringify(index)}\n`);
+      // Keep the mode another tool chose (umoci writes 0600, skopeo 0644).
+      const mode = await stat(path).then(
+        (info) => info.mode & 0o7777,
+        () => 0o644,
+      );
+      await writeFileAtomically(path, `${JSON.stringify(index)}\n`, mode);
     });
   }
 
@@ -222,8 +219,13 @@ export class LayoutStore extends LayoutReader {
    * Names `descriptor` with each of `names`, in one index update. A name moves: entries that carried
    * it lose it, and an entry left with no name is dropped (its blobs stay until gc).
    */
-  async tag(descriptor: Descriptor, names: readonly EntryName[]): Promise<void> {
+  async tag(
+    descriptor: Descriptor,
+    names: readonly EntryName[],
+    options: { noClobber?: boolean } = {},
+  ): Promise<void> {
     await this.updateIndex((manifests) => {
+      if (options.noClobber) refuseTaken(manifests, names, descriptor.digest, this.location);
       for (const name of names) {
         removeName(manifests, name);
         manifests.push(namedEntry(descriptor, name));
@@ -261,9 +263,12 @@ export class LayoutStore extends LayoutReader {
       this.#options.onDebug?.(`blob ${descriptor.digest} in ${this.location} is corrupt; replacing it`);
       return false;
     }
-    // Refresh its time so a concurrent gc's grace period protects a blob a new image now relies on.
-    const now = new Date();
-    await utimes(target, now, now).catch(() => {});
+    // Refresh its time so a concurrent gc's grace period protects a blob a new image now relies on —
+    // unless it is a hard link: then the inode is also some input's, and inputs are never touched.
+    if (info.nlink === 1) {
+      const now = new Date();
+      await utimes(target, now, now).catch(() => {});
+    }
     return true;
   }
 
@@ -306,6 +311,29 @@ export class LayoutStore extends LayoutReader {
   }
 }
 
+/** A hard link, or false where the filesystem or permissions do not allow one (then copy instead). */
+async function tryLink(source: string, target: string): Promise<boolean> {
+  try {
+    await link(source, target);
+    return true;
+  } catch (error) {
+    if (["EXDEV", "EPERM", "EMLINK", "ENOTSUP", "EACCES"].includes(errnoOf(error) ?? "")) return false;
+    throw error;
+  }
+}
+
+/** A reflink (copy-on-write clone), or false where the filesystem cannot make one. */
+async function tryClone(source: string, target: string): Promise<boolean> {
+  try {
+    await copyFile(source, target, constants.COPYFILE_FICLONE_FORCE);
+    return true;
+  } catch (error) {
+    if (errnoOf(error) === "ENOENT") throw error;
+    await unlink(target).catch(() => {});
+    return false;
+  }
+}
+
 function removeName(manifests: Descriptor[], name: EntryName): boolean {
   let removed = false;
   for (let i = manifests.length - 1; i >= 0; i--) {
@@ -342,10 +370,10 @@ async function syncDirectory(path: string): Promise<void> {
 }
 
 /** Writes a small file by temp + fsync + rename + directory fsync. */
-export async function writeFileAtomically(path: string, content: string): Promise<void> {
+export async function writeFileAtomically(path: string, content: string, mode = 0o644): Promise<void> {
   const temp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
   try {
-    await writeFile(temp, content, { flag: "wx", mode: 0o644 });
+    await writeFile(temp, content, { flag: "wx", mode });
     await syncFile(temp);
     await rename(temp, path);
     await syncDirectory(dirname(path));
@@ -355,12 +383,26 @@ export async function writeFileAtomically(path: string, content: string): Promis
   }
 }
 
+/** The path itself, or its closest ancestor that exists: where a new directory would be created. */
+async function nearestExisting(path: string): Promise<string> {
+  for (let current = path; ; current = dirname(current)) {
+    if (
+      await stat(current).then(
+        () => true,
+        () => false,
+      )
+    )
+      return current;
+    if (dirname(current) === current) return current;
+  }
+}
+
 /** Refuses a destination the process cannot write, before any write: access(2) asks, it does not try. */
-export async function requireWritable(root: string): Promise<void> {
+export async function requireWritable(root: string, directory = root): Promise<void> {
   try {
-    await access(root, constants.W_OK);
+    await access(directory, constants.W_OK);
   } catch (error) {
-    throw writeError(error, root);
+    throw writeError(error, directory === root ? root : `${root} (in ${directory})`);
   }
 }
 

@@ -61,3 +61,21 @@ export function namedEntry(descriptor: Descriptor, name: EntryName): Descriptor 
   annotations[Annotation.refName] = name.refName;
   return { ...descriptor, annotations };
 }
+
+/** For --no-clobber: CONFLICT when one of `names` already names an image other than `digest`. */
+export function refuseTaken(
+  manifests: readonly Descriptor[],
+  names: readonly EntryName[],
+  digest: string,
+  where: string,
+): void {
+  for (const name of names) {
+    const taken = manifests.find((entry) => hasName(entry, name) && entry.digest !== digest);
+    if (taken) {
+      throw new RociError("CONFLICT", `${where}: "${formatEntryName(name)}" already names ${taken.digest}`, {
+        subject: formatEntryName(name),
+        hint: "drop --no-clobber to move the name, or choose another",
+      });
+    }
+  }
+}

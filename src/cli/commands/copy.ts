@@ -1,10 +1,9 @@
 import type { Command } from "commander";
 import { copyImage } from "../../copy/copy.ts";
 import { RociError } from "../../errors.ts";
-import { Annotation } from "../../spec/annotations.ts";
 import { parsePlatform } from "../../spec/platform.ts";
 import { LayoutStore } from "../../store/layout-store.ts";
-import { formatEntryName, hasName, parseEntryName } from "../../store/naming.ts";
+import { formatEntryName, parseEntryName, refuseTaken } from "../../store/naming.ts";
 import type { CliContext } from "../context.ts";
 import { parseDestination, refuseIfReadOnly, storeOptions } from "../destination.ts";
 import { openReference } from "../open.ts";
@@ -15,9 +14,10 @@ import { progressLine } from "../progress.ts";
 interface CopyFlags {
   platform: string[];
   strictPlatform?: boolean;
-  noClobber?: boolean;
+  /** Commander's name for --no-clobber: false when given. */
+  clobber: boolean;
   jobs: string;
-  verify?: boolean;
+  trustLinks?: boolean;
 }
 
 export function registerCopy(program: Command, contextOf: (command: Command) => CliContext): void {
@@ -40,8 +40,9 @@ export function registerCopy(program: Command, contextOf: (command: Command) => 
     .option("--no-clobber", "fail (exit 6) instead of moving a tag that already names another image")
     .option("-j, --jobs <n>", "blobs copied at once", "4")
     .option(
-      "--verify",
-      "hash hard-linked blobs too (by default a link moves no bytes and only the size is checked)",
+      "--trust-links",
+      "take hard-linked read-only source blobs on their size alone, without hashing them (fastest; a " +
+        "corrupt source then lands corrupt, and `roci verify` or any reader reports it)",
     )
     .action(async (sourceInput: string, destinationInput: string, options: CopyFlags, self: Command) => {
       const context = contextOf(self);
@@ -54,7 +55,8 @@ export function registerCopy(program: Command, contextOf: (command: Command) => 
           ? destination.names
           : [parseEntryName(selector.tag)];
       const store = await LayoutStore.openOrInit(destination.path, storeOptions(context));
-      if (options.noClobber) await refuseClobber(store, names, root.digest);
+      // Checked before copying (fail fast) and again under the index lock (no race).
+      if (!options.clobber) refuseTaken((await store.index()).manifests, names, root.digest, store.location);
 
       const jobs = Number.parseInt(options.jobs, 10);
       if (!Number.isInteger(jobs) || jobs < 1)
@@ -66,7 +68,7 @@ export function registerCopy(program: Command, contextOf: (command: Command) => 
         platforms: all ? "all" : options.platform.map(parsePlatform),
         strictPlatform: options.strictPlatform ?? false,
         concurrency: jobs,
-        verifyLinks: options.verify ?? false,
+        trustLinks: options.trustLinks ?? false,
         onEvent: (event) => {
           if (event.type === "plan") total = event.bytes;
           else
@@ -76,7 +78,7 @@ export function registerCopy(program: Command, contextOf: (command: Command) => 
         },
       });
       progress.done();
-      if (names.length > 0) await store.tag(result.root, names);
+      if (names.length > 0) await store.tag(result.root, names, { noClobber: !options.clobber });
       else
         await store.updateIndex((manifests) => {
           if (!manifests.some((entry) => entry.digest === result.root.digest)) manifests.push(result.root);
@@ -104,23 +106,4 @@ export function registerCopy(program: Command, contextOf: (command: Command) => 
     "roci copy --platform linux/arm64 oci-layout://./multi:app ./arm-only:app",
     "roci copy --no-clobber ./src@sha256:… ./dst:stable",
   ]);
-}
-
-/** --no-clobber: every name must be free or already name this very digest. */
-async function refuseClobber(
-  store: LayoutStore,
-  names: ReturnType<typeof parseEntryName>[],
-  digest: string,
-): Promise<void> {
-  const { manifests } = await store.index();
-  for (const name of names) {
-    const taken = manifests.find((entry) => hasName(entry, name) && entry.digest !== digest);
-    if (taken) {
-      throw new RociError(
-        "CONFLICT",
-        `${store.location}: "${formatEntryName(name)}" already names ${taken.digest} (${taken.annotations?.[Annotation.refName] ?? ""})`,
-        { subject: formatEntryName(name), hint: "drop --no-clobber to move the tag, or choose another name" },
-      );
-    }
-  }
 }
