@@ -9,13 +9,16 @@ import { registerBlob } from "./commands/blob.ts";
 import { registerConfig } from "./commands/config.ts";
 import { registerCopy } from "./commands/copy.ts";
 import { registerDigest } from "./commands/digest.ts";
+import { registerExport } from "./commands/export.ts";
 import { registerGc } from "./commands/gc.ts";
 import { registerInit } from "./commands/init.ts";
 import { registerInspect } from "./commands/inspect.ts";
+import { registerLayer } from "./commands/layer.ts";
 import { registerLs } from "./commands/ls.ts";
 import { registerManifest } from "./commands/manifest.ts";
 import { registerTag } from "./commands/tag.ts";
 import { registerTags } from "./commands/tags.ts";
+import { registerUnpack } from "./commands/unpack.ts";
 import { registerUntag } from "./commands/untag.ts";
 import { registerVerify } from "./commands/verify.ts";
 import type { CliContext, GlobalOptions } from "./context.ts";
@@ -93,6 +96,9 @@ export function createProgram(io: { stdout: NodeJS.WritableStream; stderr: NodeJ
     registerUntag,
     registerCopy,
     registerGc,
+    registerUnpack,
+    registerExport,
+    registerLayer,
   ]) {
     register(program, contextOf);
   }

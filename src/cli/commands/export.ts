@@ -1,0 +1,56 @@
+import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { pipeline } from "node:stream/promises";
+import type { Command } from "commander";
+import { fetchConfig } from "../../image/documents.ts";
+import { selectImage } from "../../image/select.ts";
+import { exportImage } from "../../layer/flatten.ts";
+import type { CliContext } from "../context.ts";
+import { openReference } from "../open.ts";
+import {
+  examples,
+  type PlatformFlags,
+  platformFlags,
+  platformOption,
+  strictPlatformOption,
+} from "../options.ts";
+import { progressLine } from "../progress.ts";
+
+export function registerExport(program: Command, contextOf: (command: Command) => CliContext): void {
+  const command = program
+    .command("export")
+    .description("write an image's flattened filesystem (whiteouts applied) as one tar, streamed")
+    .argument("<ref>", "the image: LAYOUT[:TAG][@DIGEST]")
+    .option("-o, --output <file>", "where to write the tar; - for stdout (default)", "-")
+    .addOption(platformOption())
+    .addOption(strictPlatformOption())
+    .action(async (input: string, options: PlatformFlags & { output: string }, self: Command) => {
+      const context = contextOf(self);
+      const { store, selector } = await openReference(input, context);
+      const image = await selectImage(store, await store.resolve(selector), platformFlags(options));
+      const config = await fetchConfig(store, image.manifest.value.config);
+      const progress = progressLine(context);
+      const tar = exportImage(store, image.manifest.value, config.value, (layer, layers) =>
+        progress.update(`exporting: layer ${layer}/${layers}`),
+      );
+      if (options.output === "-") {
+        await pipeline(tar, context.stdout, { end: false });
+      } else {
+        // Written under a temp name and renamed: a failed export never leaves a valid-looking tar.
+        const temp = `${options.output}.${randomBytes(6).toString("hex")}.partial`;
+        try {
+          await pipeline(tar, createWriteStream(temp, { flags: "wx" }));
+          await rename(temp, options.output);
+        } catch (error) {
+          await rm(temp, { force: true });
+          throw error;
+        }
+      }
+      progress.done();
+    });
+  examples(command, [
+    "roci export ./layout:v1 -o rootfs.tar",
+    "roci export --platform linux/arm64 ./layout:multi | tar -t",
+  ]);
+}
