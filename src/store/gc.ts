@@ -154,6 +154,11 @@ export async function leftoverTempFiles(root: string): Promise<string[]> {
   } catch (error) {
     if (errnoOf(error) !== "ENOENT") throw error;
   }
-  candidates.push(...(await readdir(root)).filter((name) => /^index\.json\.\d+\.[0-9a-f]+\.tmp$/.test(name)));
+  // index.json temp files of writeFileAtomically, and owner records of a fallback lock being taken.
+  candidates.push(
+    ...(await readdir(root)).filter((name) =>
+      /^(index\.json\.\d+\.[0-9a-f]+\.tmp|\.roci-lock\.new-\d+-[0-9a-f]+)$/.test(name),
+    ),
+  );
   return candidates;
 }

@@ -32,7 +32,7 @@ import { errnoOf, isReadOnlyErrno, RociError } from "../errors.ts";
 import { type Descriptor, type ImageIndex, parseIndex } from "../spec/documents.ts";
 import { MediaType } from "../spec/media-types.ts";
 import { LayoutReader, type LayoutReaderOptions } from "./layout-reader.ts";
-import { lockIndex } from "./lock.ts";
+import { EXCLUSIVE_FILE, FLOCK_FILE, lockIndex } from "./lock.ts";
 import { type EntryName, formatEntryName, hasName, namedEntry, refuseTaken } from "./naming.ts";
 
 /** Where blobs are written before they are renamed into place: inside the layout, so rename is atomic. */
@@ -65,22 +65,14 @@ export class LayoutStore extends LayoutReader {
   }
 
   /**
-   * Creates a layout (or adopts an empty directory, or one that already is a layout when `force`).
-   * Other files in the directory make it refuse, unless `force`: then they are kept, untouched.
+   * Creates a layout in a new or empty directory. An existing layout, or other files, make it
+   * refuse, unless `force`: then whatever is there is kept, untouched, and the layout is completed.
    */
   static async init(
     root: string,
     options: LayoutStoreOptions & { force?: boolean } = {},
   ): Promise<LayoutStore> {
-    let entries: string[] = [];
-    try {
-      entries = await readdir(root);
-    } catch (error) {
-      if (errnoOf(error) === "ENOTDIR") {
-        throw new RociError("INVALID_LAYOUT", `${root}: is a file, not a directory`, { subject: root });
-      }
-      if (errnoOf(error) !== "ENOENT") throw writeError(error, root);
-    }
+    const entries = await listDirectory(root);
     const isLayout = entries.includes("oci-layout");
     if (entries.length > 0 && !options.force) {
       throw new RociError(
@@ -94,29 +86,49 @@ export class LayoutStore extends LayoutReader {
         },
       );
     }
+    return LayoutStore.#complete(root, options);
+  }
+
+  /**
+   * Opens a layout for writing, creating it when the directory is missing or holds nothing but a
+   * layout being created — several writers may race to create one destination, and all succeed.
+   */
+  static async openOrInit(root: string, options: LayoutStoreOptions = {}): Promise<LayoutStore> {
+    const entries = await listDirectory(root);
+    if (entries.includes("oci-layout") || entries.some((name) => !layoutEntries.has(name))) {
+      return LayoutStore.open(root, options);
+    }
+    return LayoutStore.#complete(root, options);
+  }
+
+  /**
+   * Makes `root` a layout, idempotently and safely under concurrency: `oci-layout` first (by
+   * rename, same bytes whoever wins), so the directory reads as a layout at once; index.json only
+   * if missing (linked into place, which fails if it exists), so a late creator never clobbers a
+   * tag another one wrote.
+   */
+  static async #complete(root: string, options: LayoutStoreOptions): Promise<LayoutStore> {
     await requireWritable(root, await nearestExisting(root));
     try {
       await mkdir(join(root, "blobs", "sha256"), { recursive: true });
-      if (!entries.includes("oci-layout")) await writeFileAtomically(join(root, "oci-layout"), layoutHeader);
-      if (!entries.includes("index.json")) {
-        await writeFileAtomically(join(root, "index.json"), `${JSON.stringify(emptyIndex)}\n`);
+      if (
+        !(await stat(join(root, "oci-layout")).then(
+          () => true,
+          () => false,
+        ))
+      ) {
+        await writeFileAtomically(join(root, "oci-layout"), layoutHeader);
       }
     } catch (error) {
       throw writeError(error, root);
     }
-    return LayoutStore.open(root, options);
-  }
-
-  /** Opens a layout for writing, creating it first when the directory is missing or empty. */
-  static async openOrInit(root: string, options: LayoutStoreOptions = {}): Promise<LayoutStore> {
+    const store = await LayoutStore.open(root, options);
     try {
-      return await LayoutStore.open(root, options);
+      await createFileOnce(join(root, "index.json"), `${JSON.stringify(emptyIndex)}\n`);
     } catch (error) {
-      const missing = error instanceof RociError && error.code === "NOT_FOUND";
-      const empty = !missing && (await readdir(root).catch(() => ["?"])).length === 0;
-      if (missing || empty) return LayoutStore.init(root, options);
-      throw error;
+      throw writeError(error, root);
     }
+    return store;
   }
 
   /** Streams `content` into the layout as `descriptor`'s blob, verifying size and digest as it goes. */
@@ -283,13 +295,16 @@ export class LayoutStore extends LayoutReader {
       // creating the temp file fails with ENOENT before any content is consumed, so try again.
       let outcome: PushOutcome;
       for (let attempt = 1; ; attempt++) {
-        await mkdir(tempDir, { recursive: true });
         try {
+          await mkdir(tempDir, { recursive: true });
           outcome = await write(temp);
           break;
         } catch (error) {
-          if (errnoOf(error) !== "ENOENT" || attempt >= 5 || (await stat(temp).catch(() => undefined)))
-            throw error;
+          const created = await stat(temp).then(
+            () => true,
+            () => false,
+          );
+          if (errnoOf(error) !== "ENOENT" || attempt >= 10 || created) throw error;
         }
       }
       // A link is the source's own inode: already read-only and on disk, and not ours to chmod.
@@ -383,6 +398,22 @@ export async function writeFileAtomically(path: string, content: string, mode = 
   }
 }
 
+/** What a layout directory holds while roci creates it (anything else means it is someone's directory). */
+const layoutEntries = new Set(["oci-layout", "index.json", "blobs", tempDirName, FLOCK_FILE, EXCLUSIVE_FILE]);
+
+/** The names in a directory; none when it does not exist yet. */
+async function listDirectory(root: string): Promise<string[]> {
+  try {
+    return await readdir(root);
+  } catch (error) {
+    if (errnoOf(error) === "ENOTDIR") {
+      throw new RociError("INVALID_LAYOUT", `${root}: is a file, not a directory`, { subject: root });
+    }
+    if (errnoOf(error) === "ENOENT") return [];
+    throw writeError(error, root);
+  }
+}
+
 /** The path itself, or its closest ancestor that exists: where a new directory would be created. */
 async function nearestExisting(path: string): Promise<string> {
   for (let current = path; ; current = dirname(current)) {
@@ -394,6 +425,21 @@ async function nearestExisting(path: string): Promise<string> {
     )
       return current;
     if (dirname(current) === current) return current;
+  }
+}
+
+/** Creates a small file with its content, atomically, unless it exists already (then leaves it be). */
+async function createFileOnce(path: string, content: string): Promise<void> {
+  const temp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+  try {
+    await writeFile(temp, content, { flag: "wx", mode: 0o644 });
+    await syncFile(temp);
+    await link(temp, path).catch((error: unknown) => {
+      if (errnoOf(error) !== "EEXIST") throw error;
+    });
+    await syncDirectory(dirname(path));
+  } finally {
+    await unlink(temp).catch(() => {});
   }
 }
 

@@ -32,7 +32,7 @@ import { randomBytes } from "node:crypto";
 import type { BigIntStats } from "node:fs";
 import { constants as fsConstants } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { link, lstat, open, readFile, rename, stat, unlink, utimes } from "node:fs/promises";
+import { link, lstat, open, readFile, rename, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { hostname, constants as osConstants } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -67,6 +67,8 @@ const minBackoffMs = 5;
 const maxBackoffMs = 200;
 /** An exclusive-file lock not refreshed for this long is stale. */
 const staleMs = 10 * 60_000;
+/** An empty exclusive-file lock (a creator killed mid-create) is stale after this long. */
+const emptyLockGraceMs = 250;
 /** How often a holder refreshes its exclusive-file lock's mtime. */
 const heartbeatMs = 60_000;
 
@@ -388,6 +390,9 @@ function staleReason(holder: Holder): string | undefined {
   // A live holder refreshes the mtime every minute, so an old one means a dead or foreign holder
   // (or a reused pid) that can no longer be asked.
   const age = Date.now() - holder.mtimeMs;
+  // roci links the lock into place with its owner already written, so an empty one was left by a
+  // writer that died mid-create (older versions created it first): give it a moment, not minutes.
+  if (holder.raw === "" && age > emptyLockGraceMs) return `it is empty (no owner) and ${formatMs(age)} old`;
   if (age > staleMs) {
     return `${describeHolder(holder)} has not refreshed it for ${formatMs(age)} (stale after ${formatMs(staleMs)})`;
   }
@@ -455,23 +460,27 @@ class ExclusiveFileLock implements LayoutLock {
   }
 }
 
+/**
+ * Creates the lock file with its owner already inside: the record is written to a private temp file
+ * and link(2)ed into place, which fails with EEXIST like O_EXCL — so a writer killed at any moment
+ * never leaves an ownerless lock that only the ten-minute staleness rule could clear.
+ */
 async function createExclusive(path: string, owner: Owner, ctx: Context): Promise<boolean> {
-  let handle: FileHandle;
+  const temp = `${path}.new-${process.pid}-${randomBytes(6).toString("hex")}`;
   try {
-    handle = await open(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
+    await writeFile(temp, `${JSON.stringify(owner)}\n`, { flag: "wx", mode: 0o644 });
+  } catch (error) {
+    throw lockFileError(error, ctx, temp, "creating");
+  }
+  try {
+    await link(temp, path);
+    return true;
   } catch (error) {
     if (errnoOf(error) === "EEXIST") return false;
     throw lockFileError(error, ctx, path, "creating");
+  } finally {
+    await unlink(temp).catch(() => undefined);
   }
-  try {
-    await handle.writeFile(`${JSON.stringify(owner)}\n`);
-    await handle.close();
-  } catch (error) {
-    await handle.close().catch(() => undefined);
-    await unlink(path).catch(() => undefined);
-    throw fromFsError(error, path, "lock file");
-  }
-  return true;
 }
 
 function exclusiveFileTimeout(ctx: Context, path: string, holder: Holder | undefined): RociError {
