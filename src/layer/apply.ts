@@ -45,6 +45,11 @@ export interface ApplyOptions {
   onWarning?: (message: string) => void;
   /** Names that are never touched at the root (roci's own markers). */
   reserved?: readonly string[];
+  /**
+   * The target is empty and only this applier writes to it: what exists is then known from its own
+   * bookkeeping, which saves an lstat per entry (the dominant cost on layers of small files).
+   */
+  emptyTarget?: boolean;
 }
 
 interface Deferred {
@@ -61,6 +66,8 @@ export class RootfsApplier {
   readonly #native: FsCalls | undefined;
   /** Directories known to be real directories inside the root (cleared whenever the tree is reshaped). */
   #knownDirs = new Set<string>([""]);
+  /** With an empty target: every path that exists under it. */
+  readonly #present: Set<string> | undefined;
 
   constructor(root: string, options: ApplyOptions = {}) {
     this.#root = root;
@@ -68,6 +75,7 @@ export class RootfsApplier {
     this.#rootless = options.rootless ?? (process.getuid?.() ?? 0) !== 0;
     const native = fsCalls();
     this.#native = "calls" in native ? native.calls : undefined;
+    this.#present = options.emptyTarget ? new Set() : undefined;
   }
 
   get rootless(): boolean {
@@ -80,7 +88,14 @@ export class RootfsApplier {
     const deferred: Deferred[] = [];
     for await (const entry of entries) {
       const path = this.#confine(entry.header.path, entry.header.path, layer);
-      if (path === "") continue; // the root itself ("./"): its attributes are the target's own
+      if (path === "") {
+        // The root itself ("./"): it exists already; its attributes apply, as umoci applies them.
+        if (entry.header.type === "dir") {
+          this.#owner(this.#root, entry.header, layer);
+          deferred.push({ path, mode: entry.header.mode, mtime: entry.header.mtime });
+        }
+        continue;
+      }
       const base = posix.basename(path);
       const parent = posix.dirname(path) === "." ? "" : posix.dirname(path);
       if (base === opaqueMarker) {
@@ -117,6 +132,8 @@ export class RootfsApplier {
 
   /** The normalised relative path of an entry, or UNSAFE_PATH: no absolute paths, no `..`. */
   #confine(path: string, original: string, layer: string): string {
+    const relative = path.startsWith("./") ? path.slice(2) : path;
+    if (plainPath.test(relative)) return relative; // the common case, without splitting
     if (path.startsWith("/")) throw unsafe(layer, original, "absolute path");
     const parts: string[] = [];
     for (const part of path.split("/")) {
@@ -143,11 +160,12 @@ export class RootfsApplier {
       current = current ? `${current}/${parts[i]}` : parts[i]!;
       if (this.#knownDirs.has(current)) continue;
       const full = this.#full(current);
-      const info = lstatOrUndefined(full);
+      const info = this.#present && !this.#present.has(current) ? undefined : lstatOrUndefined(full);
       if (info?.isSymbolicLink()) throw unsafe(layer, original, `its parent ${current} is a symlink`);
       if (info && !info.isDirectory()) unlinkSync(full);
       if (!info?.isDirectory()) {
         mkdirSync(full, { mode: 0o755 });
+        this.#present?.add(current);
       } else if (this.#rootless && (info.mode & 0o700) !== 0o700) {
         // Unprivileged, a lower layer's read-only directory would refuse this layer's children:
         // open it up while the layer is applied, and restore its mode and time afterwards.
@@ -185,26 +203,44 @@ export class RootfsApplier {
   }
 
   #remove(path: string): void {
+    const wasDir = this.#knownDirs.has(path) || lstatOrUndefined(this.#full(path))?.isDirectory();
     rmSync(this.#full(path), { recursive: true, force: true });
     this.#knownDirs = new Set([""]);
+    if (this.#present) {
+      this.#present.delete(path);
+      if (wasDir)
+        for (const known of this.#present) if (known.startsWith(`${path}/`)) this.#present.delete(known);
+    }
+  }
+
+  /** What is at `path` now, from the bookkeeping when the target started empty, else from lstat. */
+  #existing(path: string): "none" | "dir" | "other" {
+    if (this.#present) return !this.#present.has(path) ? "none" : this.#knownDirs.has(path) ? "dir" : "other";
+    const info = lstatOrUndefined(this.#full(path));
+    return info === undefined ? "none" : info.isDirectory() ? "dir" : "other";
   }
 
   async #create(path: string, entry: TarEntry, deferred: Deferred[], layer: string): Promise<void> {
     const { header } = entry;
     this.#prepareParents(path, header.path, layer, deferred);
     const full = this.#full(path);
-    const existing = lstatOrUndefined(full);
+    const existing = this.#existing(path);
+    this.#present?.add(path);
     if (header.type === "dir") {
-      if (existing && !existing.isDirectory()) this.#remove(path);
-      if (!existing?.isDirectory()) mkdirSync(full, { mode: 0o700 });
-      else if (this.#rootless) chmodSync(full, existing.mode | 0o700);
+      if (existing === "other") this.#remove(path);
+      if (existing !== "dir") mkdirSync(full, { mode: 0o700 });
+      else if (this.#rootless) chmodSync(full, lstatSync(full).mode | 0o700);
+      this.#present?.add(path);
       this.#knownDirs.add(path);
       this.#owner(full, header, layer);
       this.#xattrs(full, header);
       deferred.push({ path, mode: header.mode, mtime: header.mtime });
       return;
     }
-    if (existing) this.#remove(path);
+    if (existing !== "none") {
+      this.#remove(path);
+      this.#present?.add(path);
+    }
     switch (header.type) {
       case "file":
         await writeFile(full, entry);
@@ -331,6 +367,9 @@ async function writeFile(full: string, entry: TarEntry): Promise<void> {
     closeSync(fd);
   }
 }
+
+/** A relative path with nothing to normalise or refuse: no empty, `.` or `..` component, no NUL. */
+const plainPath = /^(?!\.\.?(?:\/|$))(?!.*\/\.\.?(?:\/|$))(?!.*\/\/)[^/\0][^\0]*(?<!\/)$/;
 
 function lstatOrUndefined(path: string): Stats | undefined {
   try {

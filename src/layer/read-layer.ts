@@ -18,10 +18,19 @@ export interface LayerReading {
   done: () => Promise<{ compression: Compression | undefined; bytes: number }>;
 }
 
+/**
+ * Decompressed bytes held ahead of the parser: enough that gunzip, on the thread pool, keeps
+ * working while the main thread writes files, instead of the two taking turns.
+ */
+const readAhead = 4 * 1024 * 1024;
+
 /** Hashes the uncompressed tar on its way to the parser. */
 class DiffIdTap extends Transform {
   readonly hash = createHash("sha256");
   bytes = 0;
+  constructor() {
+    super({ readableHighWaterMark: readAhead });
+  }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;

@@ -54,7 +54,7 @@ export async function unpackImage(
       { hint: "the image is inconsistent; rebuild or re-export it" },
     );
   }
-  await prepareTarget(target, options.force ?? false);
+  const empty = await prepareTarget(target, options.force ?? false);
   const marker = join(target, incompleteMarker);
   await writeFile(marker, "roci unpack did not finish; this directory is not a complete image filesystem\n");
   const rootfs = options.bundle ? join(target, "rootfs") : target;
@@ -63,6 +63,7 @@ export async function unpackImage(
     rootless: options.rootless,
     onWarning: options.onWarning,
     reserved: options.bundle ? [] : [incompleteMarker],
+    emptyTarget: empty,
   });
   let bytes = 0;
   for (const [index, layer] of manifest.layers.entries()) {
@@ -82,14 +83,15 @@ export async function unpackImage(
   return { rootfs, layers: manifest.layers.length, bytes, rootless: applier.rootless };
 }
 
-async function prepareTarget(target: string, force: boolean): Promise<void> {
+/** Creates the target or checks it is empty (unless forced); says whether it is empty. */
+async function prepareTarget(target: string, force: boolean): Promise<boolean> {
   let names: string[];
   try {
     names = await readdir(target);
   } catch (error) {
     if (errnoOf(error) !== "ENOENT") throw error;
     await mkdir(target, { recursive: true });
-    return;
+    return true;
   }
   if (names.length > 0 && !force) {
     throw new RociError("CONFLICT", `${target}: is not empty`, {
@@ -97,4 +99,5 @@ async function prepareTarget(target: string, force: boolean): Promise<void> {
       hint: "unpack into a new or empty directory, or pass --force to unpack over what is there",
     });
   }
+  return names.length === 0;
 }
