@@ -14,6 +14,8 @@ missing=()
 for tool in "${!debian_package[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${debian_package[$tool]}")
 done
+# libzstd's headers let `npm ci` build the zstd encoder addon (native/zstd.c).
+if ! { command -v pkg-config >/dev/null && pkg-config --exists libzstd; }; then missing+=(pkg-config libzstd-dev); fi
 if ((${#missing[@]} > 0)); then
   echo "== installing Debian packages: ${missing[*]}" >&2
   sudo_cmd=()

@@ -8,6 +8,7 @@ import { Duplex, PassThrough, pipeline, Readable, Transform, type TransformCallb
 import { createGunzip, createGzip, constants as zlibConstants } from "node:zlib";
 import { Decompress } from "fzstd";
 import { RociError } from "../errors.ts";
+import { zstdCalls } from "../native/zstd.ts";
 import { MediaType } from "../spec/media-types.ts";
 
 export type Compression = "gzip" | "zstd" | "none";
@@ -100,8 +101,32 @@ export function decompressAuto(onDetected?: (kind: Compression) => void): Duplex
 }
 
 export interface CompressOptions {
-  /** gzip 1–9 (default 6). */
+  /** gzip 1–9 (default 6), zstd 1–19 (default 3). */
   level?: number;
+}
+
+/** zstd through roci's addon over the system libzstd; a clear error where it was not built. */
+function zstdCompressor(level: number): Transform {
+  const native = zstdCalls();
+  if ("error" in native) {
+    throw new RociError(
+      "UNSUPPORTED_COMPRESSION",
+      `writing zstd layers needs roci's zstd addon: ${native.error}`,
+      {
+        hint: "install libzstd-dev and reinstall roci (npm ci builds the addon), or use --compression gzip",
+      },
+    );
+  }
+  const { calls } = native;
+  const encoder = calls.createEncoder(level);
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      callback(null, calls.encode(encoder, chunk, false));
+    },
+    flush(callback: TransformCallback) {
+      callback(null, calls.encode(encoder, Buffer.alloc(0), true));
+    },
+  });
 }
 
 /**
@@ -110,15 +135,7 @@ export interface CompressOptions {
  */
 export function compressStream(kind: Compression, options: CompressOptions = {}): Duplex {
   if (kind === "none") return new PassThrough();
-  if (kind === "zstd") {
-    throw new RociError(
-      "UNSUPPORTED_COMPRESSION",
-      "writing zstd layers is not supported by this build of roci",
-      {
-        hint: "use --compression gzip (the default) or none; roci reads zstd layers either way",
-      },
-    );
-  }
+  if (kind === "zstd") return zstdCompressor(options.level ?? 3);
   const gzip = createGzip({
     level: options.level ?? 6,
     chunkSize: zlibChunk,
