@@ -5,23 +5,44 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import { ExitCode, isRociError, RociError } from "../errors.ts";
-import { registerBlob } from "./commands/blob.ts";
-import { registerConfig } from "./commands/config.ts";
-import { registerCopy } from "./commands/copy.ts";
-import { registerDigest } from "./commands/digest.ts";
-import { registerExport } from "./commands/export.ts";
-import { registerGc } from "./commands/gc.ts";
-import { registerInit } from "./commands/init.ts";
-import { registerInspect } from "./commands/inspect.ts";
-import { registerLayer } from "./commands/layer.ts";
-import { registerLs } from "./commands/ls.ts";
-import { registerManifest } from "./commands/manifest.ts";
-import { registerTag } from "./commands/tag.ts";
-import { registerTags } from "./commands/tags.ts";
-import { registerUnpack } from "./commands/unpack.ts";
-import { registerUntag } from "./commands/untag.ts";
-import { registerVerify } from "./commands/verify.ts";
 import type { CliContext, GlobalOptions } from "./context.ts";
+
+type Register = (program: Command, contextOf: (command: Command) => CliContext) => void;
+
+/**
+ * Every command, loaded on demand: a run loads only the module of the command it runs (a CLI
+ * called from scripts and build rules pays its startup every time), `--help` loads them all.
+ */
+const commands: ReadonlyArray<{ names: readonly string[]; load: () => Promise<Register> }> = [
+  { names: ["ls"], load: async () => (await import("./commands/ls.ts")).registerLs },
+  { names: ["tags"], load: async () => (await import("./commands/tags.ts")).registerTags },
+  { names: ["inspect"], load: async () => (await import("./commands/inspect.ts")).registerInspect },
+  { names: ["digest"], load: async () => (await import("./commands/digest.ts")).registerDigest },
+  { names: ["manifest"], load: async () => (await import("./commands/manifest.ts")).registerManifest },
+  { names: ["config"], load: async () => (await import("./commands/config.ts")).registerConfig },
+  { names: ["blob"], load: async () => (await import("./commands/blob.ts")).registerBlob },
+  { names: ["verify", "validate"], load: async () => (await import("./commands/verify.ts")).registerVerify },
+  { names: ["init"], load: async () => (await import("./commands/init.ts")).registerInit },
+  { names: ["tag"], load: async () => (await import("./commands/tag.ts")).registerTag },
+  { names: ["untag"], load: async () => (await import("./commands/untag.ts")).registerUntag },
+  { names: ["copy", "cp"], load: async () => (await import("./commands/copy.ts")).registerCopy },
+  { names: ["gc"], load: async () => (await import("./commands/gc.ts")).registerGc },
+  { names: ["unpack"], load: async () => (await import("./commands/unpack.ts")).registerUnpack },
+  { names: ["export"], load: async () => (await import("./commands/export.ts")).registerExport },
+  { names: ["layer"], load: async () => (await import("./commands/layer.ts")).registerLayer },
+];
+
+/** The commands a run needs: the one named first on the command line, or all of them. */
+function commandsFor(argv: readonly string[]): typeof commands {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--format") i++; // its value
+    if (arg.startsWith("-")) continue;
+    const named = commands.find((command) => command.names.includes(arg));
+    return named ? [named] : commands;
+  }
+  return commands;
+}
 
 const exitCodesHelp = `
 Exit status:
@@ -48,7 +69,10 @@ function packageVersion(): string {
   return (JSON.parse(raw) as { version: string }).version;
 }
 
-export function createProgram(io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Command {
+export async function createProgram(
+  io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
+  argv: readonly string[] = [],
+): Promise<Command> {
   const program = new Command("roci")
     .description("OCI image layouts: read without ever writing to them; inspect, verify, copy, tag, gc")
     .version(packageVersion(), "-V, --version")
@@ -82,24 +106,7 @@ export function createProgram(io: { stdout: NodeJS.WritableStream; stderr: NodeJ
     };
   };
 
-  for (const register of [
-    registerLs,
-    registerTags,
-    registerInspect,
-    registerDigest,
-    registerManifest,
-    registerConfig,
-    registerBlob,
-    registerVerify,
-    registerInit,
-    registerTag,
-    registerUntag,
-    registerCopy,
-    registerGc,
-    registerUnpack,
-    registerExport,
-    registerLayer,
-  ]) {
+  for (const register of await Promise.all(commandsFor(argv).map((command) => command.load()))) {
     register(program, contextOf);
   }
   for (const command of program.commands) command.exitOverride().configureOutput(program.configureOutput());
@@ -111,7 +118,7 @@ export async function main(
   argv: readonly string[],
   io = { stdout: process.stdout, stderr: process.stderr },
 ): Promise<number> {
-  const program = createProgram(io);
+  const program = await createProgram(io, argv);
   const debug = argv.includes("--debug");
   const jsonErrors = argv.some(
     (arg, i) => arg === "--format=json" || (arg === "--format" && argv[i + 1] === "json"),
