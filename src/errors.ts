@@ -22,6 +22,7 @@ export type RociErrorCode =
   | "SIZE_MISMATCH"
   | "VERIFY_FAILED"
   | "CORRUPT_LAYER"
+  | "CORRUPT_ARCHIVE"
   | "UNSUPPORTED_COMPRESSION"
   | "UNSAFE_PATH"
   | "READ_ONLY_INPUT"
@@ -63,6 +64,7 @@ const exitByCode: Record<RociErrorCode, number> = {
   SIZE_MISMATCH: ExitCode.verification,
   VERIFY_FAILED: ExitCode.verification,
   CORRUPT_LAYER: ExitCode.verification,
+  CORRUPT_ARCHIVE: ExitCode.verification,
   UNSUPPORTED_COMPRESSION: ExitCode.error,
   UNSAFE_PATH: ExitCode.verification,
   READ_ONLY_INPUT: ExitCode.error,

@@ -28,7 +28,11 @@ export interface ArchiveExtras {
 
 const blobPathOf = (digest: string) => `blobs/${digest.replace(":", "/")}`;
 
-export async function writeLayoutArchive(layout: string, output: string, extras: ArchiveExtras = {}): Promise<void> {
+export async function writeLayoutArchive(
+  layout: string,
+  output: string,
+  extras: ArchiveExtras = {},
+): Promise<void> {
   const files = (await listFiles(layout)).sort(comparePaths);
   const documents = new Map<string, Buffer>();
   if (extras.docker) {
@@ -42,9 +46,10 @@ export async function writeLayoutArchive(layout: string, output: string, extras:
   }
   const names = [...files, ...documents.keys()].sort(comparePaths);
   const directories = [...new Set(names.flatMap(parentsOf))].sort(comparePaths);
-  const entries = [...directories.map((path) => ({ path, dir: true })), ...names.map((path) => ({ path, dir: false }))].sort(
-    (a, b) => comparePaths(a.path, b.path),
-  );
+  const entries = [
+    ...directories.map((path) => ({ path, dir: true })),
+    ...names.map((path) => ({ path, dir: false })),
+  ].sort((a, b) => comparePaths(a.path, b.path));
 
   const temp = `${output}.${randomBytes(6).toString("hex")}.partial`;
   try {
@@ -63,7 +68,10 @@ export async function writeLayoutArchive(layout: string, output: string, extras:
         }
         const full = join(layout, path);
         const { size } = await stat(full);
-        await tar.entry({ path, type: "file", mode: 0o644, size }, createReadStream(full, { highWaterMark: 1024 * 1024 }));
+        await tar.entry(
+          { path, type: "file", mode: 0o644, size },
+          createReadStream(full, { highWaterMark: 1024 * 1024 }),
+        );
       }
       await tar.finish();
     })();
@@ -82,7 +90,8 @@ export async function writeLayoutArchive(layout: string, output: string, extras:
 async function listFiles(layout: string): Promise<string[]> {
   const files = ["oci-layout", "index.json"];
   for (const algorithm of await readdir(join(layout, "blobs"))) {
-    for (const name of await readdir(join(layout, "blobs", algorithm))) files.push(`blobs/${algorithm}/${name}`);
+    for (const name of await readdir(join(layout, "blobs", algorithm)))
+      files.push(`blobs/${algorithm}/${name}`);
   }
   return files;
 }
@@ -102,7 +111,9 @@ function repositories(images: readonly DockerArchiveImage[]): Record<string, Rec
     for (const repoTag of image.repoTags) {
       const colon = repoTag.lastIndexOf(":");
       const repository = repoTag.slice(0, colon);
-      (result[repository] ??= {})[repoTag.slice(colon + 1)] = image.config.replace(/^sha256:/, "");
+      const tags = result[repository] ?? {};
+      tags[repoTag.slice(colon + 1)] = image.config.replace(/^sha256:/, "");
+      result[repository] = tags;
     }
   }
   return result;
