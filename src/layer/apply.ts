@@ -28,7 +28,7 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, posix } from "node:path";
-import { errnoOf, RociError } from "../errors.ts";
+import { errnoOf, isRociError, RociError } from "../errors.ts";
 import { type FsCalls, fsCalls } from "../native/fs-calls.ts";
 import type { TarEntry, TarHeader } from "../tar/reader.ts";
 
@@ -68,6 +68,11 @@ export class RootfsApplier {
   #knownDirs = new Set<string>([""]);
   /** With an empty target: every path that exists under it. */
   readonly #present: Set<string> | undefined;
+  /**
+   * This layer's changes to directories it does not list itself (a child added or removed): their
+   * mtimes before, restored when the layer is done, as umoci does, so they keep the lower layer's.
+   */
+  #restore = new Map<string, Date>();
 
   constructor(root: string, options: ApplyOptions = {}) {
     this.#root = root;
@@ -84,8 +89,44 @@ export class RootfsApplier {
 
   /** Applies one layer's entries, in order; `layer` names it in errors ("layer 2 sha256:…"). */
   async apply(entries: AsyncIterable<TarEntry>, layer: string): Promise<void> {
+    // Unprivileged, each layer must open up the read-only directories it writes into again.
+    if (this.#rootless) this.#knownDirs = new Set([""]);
     const unpacked = new Set<string>();
     const deferred: Deferred[] = [];
+    this.#restore = new Map();
+    try {
+      await this.#applyEntries(entries, layer, unpacked, deferred);
+    } catch (error) {
+      // Errors from deep down (a truncated body, a refused path) name the layer they come from.
+      if (isRociError(error) && !error.message.startsWith(layer)) {
+        throw new RociError(error.code, `${layer}: ${error.message}`, {
+          cause: error,
+          subject: error.subject,
+        });
+      }
+      throw error;
+    }
+    // Directory modes and times last, deepest first: writing children changes a directory's mtime,
+    // and a read-only directory could not have received them.
+    for (const { path, mode, mtime } of deferred.reverse()) {
+      const full = this.#full(path);
+      if (!lstatOrUndefined(full)?.isDirectory()) continue; // replaced later in the same layer
+      chmodSync(full, mode);
+      lutimesSync(full, dateOf(mtime), dateOf(mtime));
+    }
+    for (const [path, mtime] of this.#restore) {
+      if (!unpacked.has(path) && lstatOrUndefined(this.#full(path))?.isDirectory()) {
+        lutimesSync(this.#full(path), mtime, mtime);
+      }
+    }
+  }
+
+  async #applyEntries(
+    entries: AsyncIterable<TarEntry>,
+    layer: string,
+    unpacked: Set<string>,
+    deferred: Deferred[],
+  ): Promise<void> {
     for await (const entry of entries) {
       const path = this.#confine(entry.header.path, entry.header.path, layer);
       if (path === "") {
@@ -93,6 +134,7 @@ export class RootfsApplier {
         if (entry.header.type === "dir") {
           this.#owner(this.#root, entry.header, layer);
           deferred.push({ path, mode: entry.header.mode, mtime: entry.header.mtime });
+          unpacked.add(path);
         }
         continue;
       }
@@ -105,7 +147,15 @@ export class RootfsApplier {
         this.#removeLowerChildren(parent, unpacked);
         continue;
       }
-      if (base.startsWith(`${whiteoutPrefix}${whiteoutPrefix}`)) continue; // AUFS metadata (.wh..wh.plnk, …)
+      // AUFS metadata (.wh..wh.plnk/, .wh..wh.aufs, …) and anything under it is never applied.
+      if (aufsMetadata.test(path)) continue;
+      if (parent === "" && this.#options.reserved?.includes(base)) {
+        this.#warnOnce(
+          `reserved-${base}`,
+          `${layer}: skipped the entry ${base}: roci uses that name at the root`,
+        );
+        continue;
+      }
       if (base.startsWith(whiteoutPrefix)) {
         this.#whiteout(
           parent,
@@ -120,14 +170,16 @@ export class RootfsApplier {
       await this.#create(path, entry, deferred, layer);
       unpacked.add(path);
     }
-    // Directory modes and times last, deepest first: writing children changes a directory's mtime,
-    // and a read-only directory could not have received them.
-    for (const { path, mode, mtime } of deferred.reverse()) {
-      const full = this.#full(path);
-      if (!lstatOrUndefined(full)?.isDirectory()) continue; // replaced later in the same layer
-      chmodSync(full, mode);
-      lutimesSync(full, mtime, mtime);
-    }
+  }
+
+  /** Notes the mtime of `path`'s parent before this layer changes what is in it. */
+  #rememberParent(path: string): void {
+    const slash = path.lastIndexOf("/");
+    const parent = slash < 0 ? "" : path.slice(0, slash);
+    if (this.#restore.has(parent)) return;
+    if (this.#present && !this.#present.has(parent) && parent !== "") return; // made by this unpack
+    const info = lstatOrUndefined(this.#full(parent));
+    if (info?.isDirectory()) this.#restore.set(parent, info.mtime);
   }
 
   /** The normalised relative path of an entry, or UNSAFE_PATH: no absolute paths, no `..`. */
@@ -198,11 +250,15 @@ export class RootfsApplier {
     for (const name of readdirSync(this.#full(dir))) {
       const child = dir ? `${dir}/${name}` : name;
       if (dir === "" && this.#options.reserved?.includes(name)) continue;
-      if (!unpacked.has(child) && !hasUnpackedDescendant(child, unpacked)) this.#remove(child);
+      const ours = unpacked.has(child) || hasUnpackedDescendant(child, unpacked);
+      // A directory this layer also lists keeps only what this layer put in it, at every depth.
+      if (!ours) this.#remove(child);
+      else if (this.#existing(child) === "dir") this.#removeLowerChildren(child, unpacked);
     }
   }
 
   #remove(path: string): void {
+    this.#rememberParent(path);
     const wasDir = this.#knownDirs.has(path) || lstatOrUndefined(this.#full(path))?.isDirectory();
     rmSync(this.#full(path), { recursive: true, force: true });
     this.#knownDirs = new Set([""]);
@@ -215,7 +271,7 @@ export class RootfsApplier {
 
   /** What is at `path` now, from the bookkeeping when the target started empty, else from lstat. */
   #existing(path: string): "none" | "dir" | "other" {
-    if (this.#present) return !this.#present.has(path) ? "none" : this.#knownDirs.has(path) ? "dir" : "other";
+    if (this.#present && !this.#present.has(path)) return "none";
     const info = lstatOrUndefined(this.#full(path));
     return info === undefined ? "none" : info.isDirectory() ? "dir" : "other";
   }
@@ -225,6 +281,7 @@ export class RootfsApplier {
     this.#prepareParents(path, header.path, layer, deferred);
     const full = this.#full(path);
     const existing = this.#existing(path);
+    if (existing === "none") this.#rememberParent(path);
     this.#present?.add(path);
     if (header.type === "dir") {
       if (existing === "other") this.#remove(path);
@@ -267,7 +324,7 @@ export class RootfsApplier {
     this.#owner(full, header, layer);
     this.#xattrs(full, header);
     if (header.type !== "symlink") chmodSync(full, header.mode);
-    lutimesSync(full, header.mtime, header.mtime);
+    lutimesSync(full, dateOf(header.mtime), dateOf(header.mtime));
   }
 
   #hardlink(full: string, header: TarHeader, layer: string, deferred: Deferred[]): void {
@@ -368,8 +425,15 @@ async function writeFile(full: string, entry: TarEntry): Promise<void> {
   }
 }
 
+const aufsMetadata = /(?:^|\/)\.wh\.\.wh\.(?!\.opq$)/;
+
 /** A relative path with nothing to normalise or refuse: no empty, `.` or `..` component, no NUL. */
 const plainPath = /^(?!\.\.?(?:\/|$))(?!.*\/\.\.?(?:\/|$))(?!.*\/\/)[^/\0][^\0]*(?<!\/)$/;
+
+/** Seconds as a Date: Node takes a negative number of seconds for "now", a Date before 1970 as it is. */
+function dateOf(seconds: number): Date {
+  return new Date(seconds * 1000);
+}
 
 function lstatOrUndefined(path: string): Stats | undefined {
   try {

@@ -95,8 +95,11 @@ export function decompressAuto(onDetected?: (kind: Compression) => void): Duplex
       return;
     }
     const decoder: Transform = kind === "gzip" ? createGunzip({ chunkSize: zlibChunk }) : zstdDecompressor();
-    if (kind === "gzip") decoder.on("error", (error) => decoder.destroy(corrupt("gzip", error)));
-    yield* pipeline(rest, decoder, () => {});
+    try {
+      yield* pipeline(rest, decoder, () => {});
+    } catch (error) {
+      throw error instanceof RociError ? error : corrupt(kind, error);
+    }
   });
 }
 
@@ -136,8 +139,12 @@ function zstdCompressor(level: number): Transform {
 export function compressStream(kind: Compression, options: CompressOptions = {}): Duplex {
   if (kind === "none") return new PassThrough();
   if (kind === "zstd") return zstdCompressor(options.level ?? 3);
+  const level = options.level ?? 6;
+  if (!Number.isInteger(level) || level < 1 || level > 9) {
+    throw new RociError("USAGE", `gzip level ${level}: expected 1 to 9`, { subject: String(level) });
+  }
   const gzip = createGzip({
-    level: options.level ?? 6,
+    level,
     chunkSize: zlibChunk,
     strategy: zlibConstants.Z_DEFAULT_STRATEGY,
   });

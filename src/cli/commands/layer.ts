@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import { RociError } from "../../errors.ts";
 import type { Compression } from "../../layer/compression.ts";
 import { walkDirectory } from "../../layer/walk.ts";
@@ -13,7 +13,7 @@ import { writeJson } from "../output.ts";
 interface CreateFlags {
   output: string;
   compression: Compression;
-  level?: string;
+  level?: number;
   sourceDateEpoch?: string;
   timestamps: "pin" | "clamp";
   ownership: "keep" | "root";
@@ -30,14 +30,26 @@ export function registerLayer(program: Command, contextOf: (command: Command) =>
     )
     .argument("<dir>", "the directory to archive (its contents, not itself)")
     .requiredOption("-o, --output <file>", "the layer blob to write")
-    .option("--compression <kind>", "gzip, zstd or none", "gzip")
-    .option("--level <n>", "gzip level 1-9 (default 6)")
+    .addOption(
+      new Option("--compression <kind>", "layer compression")
+        .choices(["gzip", "zstd", "none"])
+        .default("gzip"),
+    )
+    .option("--level <n>", "compression level: gzip 1-9 (default 6), zstd 1-19 (default 3)", parseLevel)
     .option(
       "--source-date-epoch <seconds>",
       "entry times from this instant (default: $SOURCE_DATE_EPOCH when set)",
     )
-    .option("--timestamps <mode>", "with an epoch: pin every time to it, or clamp (keep older times)", "pin")
-    .option("--ownership <mode>", "keep the files' uid/gid, or root (0:0)", "keep")
+    .addOption(
+      new Option("--timestamps <mode>", "with an epoch: pin every time to it, or clamp (keep older times)")
+        .choices(["pin", "clamp"])
+        .default("pin"),
+    )
+    .addOption(
+      new Option("--ownership <mode>", "keep the files' uid/gid, or root (0:0)")
+        .choices(["keep", "root"])
+        .default("keep"),
+    )
     .option("--xattrs", "record extended attributes (they vary by host, so off by default)")
     .action(async (dir: string, options: CreateFlags, self: Command) => {
       const context = contextOf(self);
@@ -56,7 +68,7 @@ export function registerLayer(program: Command, contextOf: (command: Command) =>
       try {
         const written = await writeLayer(entries, createWriteStream(temp, { flags: "wx" }), {
           compression: options.compression,
-          ...(options.level === undefined ? {} : { level: Number(options.level) }),
+          ...(options.level === undefined ? {} : { level: options.level }),
         });
         await rename(temp, options.output);
         writeJson(context, { ...written, file: options.output, entries: entries.length });
@@ -69,4 +81,12 @@ export function registerLayer(program: Command, contextOf: (command: Command) =>
     "roci layer create ./rootfs -o layer.tar.gz",
     "SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) roci layer create --ownership root ./app -o app.tar.gz",
   ]);
+}
+
+function parseLevel(text: string): number {
+  const level = Number(text);
+  if (!Number.isInteger(level) || level < 1 || level > 19) {
+    throw new InvalidArgumentError("expected a whole number: gzip 1-9, zstd 1-19");
+  }
+  return level;
 }
