@@ -20,12 +20,19 @@ import { digestOf, VerifyingStream } from "../digest/hash.ts";
 import { RociError } from "../errors.ts";
 import { type Compression, layerMediaType, sniffCompression } from "../layer/compression.ts";
 import { formatDockerReference, tryParseDockerReference } from "../reference/docker-reference.ts";
-import { type Descriptor, defaultDocumentLimit, parseConfig, parseJsonBytes } from "../spec/documents.ts";
+import { Annotation } from "../spec/annotations.ts";
+import {
+  type Descriptor,
+  defaultDocumentLimit,
+  type ImageIndex,
+  parseConfig,
+  parseJsonBytes,
+} from "../spec/documents.ts";
 import { MediaType } from "../spec/media-types.ts";
 import { array, object, ShapeError, string } from "../spec/validate.ts";
-import type { ReadOnlyTarget, Selector } from "../store/store.ts";
+import type { BlobEntry, ImageStore, Selector } from "../store/store.ts";
 import { type OpenedArchive, openArchive, readEntry, readRange, streamVerified } from "./archive-source.ts";
-import type { ArchiveStoreOptions, BlobEntry } from "./oci-archive-store.ts";
+import type { ArchiveStoreOptions } from "./oci-archive-store.ts";
 import type { ResolvedEntry, TarIndex } from "./tar-index.ts";
 
 /** One entry of `manifest.json`, as Docker and skopeo write it. */
@@ -53,7 +60,7 @@ type Blob =
 
 const hexBlobName = /^blobs\/sha256\/([a-f0-9]{64})$/;
 
-export class DockerArchiveStore implements ReadOnlyTarget {
+export class DockerArchiveStore implements ImageStore {
   /** The archive path, as given. */
   readonly location: string;
   readonly #archive: OpenedArchive;
@@ -119,6 +126,28 @@ export class DockerArchiveStore implements ReadOnlyTarget {
       this.#images.set(position, image);
     }
     return image;
+  }
+
+  /**
+   * The archive's images as an image index, the way Docker ≥ 25 writes its index.json: one entry
+   * per name (containerd name and tag), an untagged image once without names.
+   */
+  async index(): Promise<ImageIndex> {
+    const manifests: Descriptor[] = [];
+    for (const image of await this.images()) {
+      if (image.repoTags.length === 0) manifests.push(image.manifest);
+      for (const repoTag of image.repoTags) {
+        const reference = tryParseDockerReference(repoTag);
+        const annotations: Record<string, string> = reference.ok
+          ? {
+              [Annotation.containerdName]: formatDockerReference(reference.ref),
+              [Annotation.refName]: reference.ref.tag ?? "latest",
+            }
+          : { [Annotation.refName]: repoTag };
+        manifests.push({ ...image.manifest, annotations });
+      }
+    }
+    return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
   }
 
   /** Every image, in manifest.json order. */

@@ -21,7 +21,7 @@ import {
   parseLayoutHeader,
   sniffMediaType,
 } from "../spec/documents.ts";
-import type { ReadOnlyTarget, Selector } from "../store/store.ts";
+import type { BlobEntry, ImageStore, Selector } from "../store/store.ts";
 import { lookupTag, tagsOf } from "../store/tag-lookup.ts";
 import { type OpenedArchive, openArchive, readEntry, streamVerified } from "./archive-source.ts";
 import type { ResolvedEntry, TarIndex } from "./tar-index.ts";
@@ -33,18 +33,10 @@ export interface ArchiveStoreOptions {
   onDebug?: (message: string) => void;
 }
 
-/** Where a blob's bytes are: a byte range of an uncompressed file, for engines that copy ranges. */
-export interface BlobEntry {
-  /** The file to read: the archive itself, or the temp file a compressed archive was decompressed into. */
-  path: string;
-  offset: number;
-  size: number;
-}
-
 /** The layout versions read: the spec's 1.0.0 and any later 1.x (as LayoutReader). */
 const supportedLayoutVersion = /^1\.\d+\.\d+$/;
 
-export class OciArchiveStore implements ReadOnlyTarget {
+export class OciArchiveStore implements ImageStore {
   /** The archive path, as given. */
   readonly location: string;
   readonly #archive: OpenedArchive;

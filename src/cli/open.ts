@@ -1,19 +1,25 @@
 /**
  * From what a user typed to a store and a selector inside it. Every input is opened read-only;
- * there is no other way to open one here.
+ * there is no other way to open one here. Layout directories and archives (OCI and docker-save
+ * tars, read in place) are all ImageStores, so every command works on each of them.
  */
 import { stat } from "node:fs/promises";
+import { DockerArchiveStore } from "../archive/docker-archive-store.ts";
+import { OciArchiveStore } from "../archive/oci-archive-store.ts";
 import { RociError } from "../errors.ts";
-import { formatReference, type ImageReference, parseReference } from "../reference/reference.ts";
+import { formatDockerReference } from "../reference/docker-reference.ts";
+import { type ImageReference, parseReference } from "../reference/reference.ts";
 import { LayoutReader } from "../store/layout-reader.ts";
-import type { Selector } from "../store/store.ts";
+import type { ImageStore, Selector } from "../store/store.ts";
 import type { CliContext } from "./context.ts";
 
 export interface Opened {
-  store: LayoutReader;
+  store: ImageStore;
   selector: Selector;
   reference: ImageReference;
 }
+
+const transportPrefix = /^(oci-layout:\/\/|ocidir:\/\/|docker:\/\/|oci:|oci-archive:|docker-archive:)/;
 
 /**
  * Parses a reference. Bare input is a layout path when it looks like one (starts with `/`, `.`
@@ -23,54 +29,67 @@ export async function parseUserReference(input: string): Promise<ImageReference>
   if (transportPrefix.test(input)) return parseReference(input);
   const asLayout = parseReference(input, { bare: "layout" });
   if (asLayout.transport !== "oci-layout") return asLayout;
-  if (/^[/.~]/.test(input) || (await exists(asLayout.path))) return asLayout;
+  if (/^[/.~]/.test(input) || (await isFile(asLayout.path)) !== undefined) return asLayout;
   return parseReference(input, { bare: "registry" });
 }
 
-const transportPrefix = /^(oci-layout:\/\/|ocidir:\/\/|docker:\/\/|oci:|oci-archive:|docker-archive:)/;
-
-async function exists(path: string): Promise<boolean> {
+/** true for a file, false for anything else that exists, undefined when nothing is there. */
+async function isFile(path: string): Promise<boolean | undefined> {
   try {
-    await stat(path);
-    return true;
+    return (await stat(path)).isFile();
   } catch {
-    return false;
+    return undefined;
   }
 }
 
 export async function openReference(input: string, context: CliContext): Promise<Opened> {
   const reference = await parseUserReference(input);
+  const options = {
+    onWarning: context.warn,
+    onDebug: context.debug ? (message: string) => context.warn(`debug: ${message}`) : undefined,
+  };
   switch (reference.transport) {
     case "oci-layout": {
-      const store = await LayoutReader.open(reference.path, { onWarning: context.warn });
+      const selector = { tag: reference.tag, digest: reference.digest };
+      // A path to a file is an archive holding a layout (buildx#1553's ask), read in place.
+      if (await isFile(reference.path))
+        return { store: await OciArchiveStore.open(reference.path, options), selector, reference };
+      return { store: await LayoutReader.open(reference.path, options), selector, reference };
+    }
+    case "oci-archive": {
+      const store = await OciArchiveStore.open(reference.path, options);
       return { store, selector: { tag: reference.tag, digest: reference.digest }, reference };
     }
-    case "oci-archive":
-    case "docker-archive":
-      throw new RociError(
-        "UNSUPPORTED_TRANSPORT",
-        `${formatReference(reference)}: reading ${reference.transport} tar files is not supported yet`,
-        { subject: input, hint: "extract the archive into a directory and name that directory" },
-      );
+    case "docker-archive": {
+      const store = await DockerArchiveStore.open(reference.path, options);
+      if (reference.name === undefined && reference.index === undefined)
+        return { store, selector: {}, reference };
+      // The image is chosen by name or position in manifest.json, then named by its digest.
+      const name = reference.name && formatDockerReference(reference.name);
+      const chosen = await store.resolveEntry({ name, index: reference.index });
+      return { store, selector: { digest: chosen.digest as Selector["digest"] }, reference };
+    }
     case "registry":
       throw new RociError(
         "UNSUPPORTED_TRANSPORT",
-        `${input}: registry references are not supported yet, and no layout directory has that name`,
+        `${input}: registry references are not supported yet, and no layout directory or archive has that name`,
         {
           subject: input,
-          hint: "name an OCI layout directory: PATH, oci-layout://PATH[:TAG][@DIGEST] or oci:PATH[:TAG]",
+          hint: "name an OCI layout or archive: PATH, oci-layout://PATH[:TAG][@DIGEST], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG|@N]",
         },
       );
-    default:
-      throw new RociError("INTERNAL", `${input}: unknown transport`);
   }
 }
 
-/** Opens a whole layout (for ls, tags, verify); a tag or digest in the input is refused. */
-export async function openLayout(input: string, context: CliContext): Promise<LayoutReader> {
+/** Opens a whole store (for ls, tags, verify); a tag or digest in the input is refused. */
+export async function openLayout(input: string, context: CliContext): Promise<ImageStore> {
   const opened = await openReference(input, context);
-  if (opened.selector.tag !== undefined || opened.selector.digest !== undefined) {
-    throw new RociError("USAGE", `${input}: this command takes a layout, not an image in it`, {
+  const named =
+    opened.reference.transport === "docker-archive"
+      ? opened.reference.name !== undefined || opened.reference.index !== undefined
+      : opened.selector.tag !== undefined || opened.selector.digest !== undefined;
+  if (named) {
+    throw new RociError("USAGE", `${input}: this command takes a layout or archive, not an image in it`, {
       subject: input,
       hint: `drop the :TAG or @DIGEST, e.g. ${opened.store.location}`,
     });

@@ -5,6 +5,7 @@
  * missing. Blobs the destination has are skipped; local files move the cheapest correct way.
  */
 import { Readable } from "node:stream";
+import type { Digest } from "../digest/digest.ts";
 import { digestOf } from "../digest/hash.ts";
 import { RociError } from "../errors.ts";
 import { fetchIndex, fetchManifest } from "../image/documents.ts";
@@ -12,18 +13,13 @@ import { selectImage } from "../image/select.ts";
 import { type Descriptor, type ImageIndex, type Platform, parseIndex } from "../spec/documents.ts";
 import { isIndexType, isManifestType } from "../spec/media-types.ts";
 import type { PushOutcome } from "../store/layout-store.ts";
-import type { ReadOnlyStorage } from "../store/store.ts";
+import type { ImageStore, ReadOnlyStorage } from "../store/store.ts";
 import { mapLimit } from "../util/map-limit.ts";
 
 /** A destination: pushes verified blobs; may also take local files (hard link, reflink). */
 export interface CopyDestination {
   push(descriptor: Descriptor, content: Readable): Promise<PushOutcome>;
   pushFile?(descriptor: Descriptor, path: string, options: { trustLinks?: boolean }): Promise<PushOutcome>;
-}
-
-/** A source whose blobs are local files, so a destination may link or clone them. */
-interface LocalSource {
-  blobPath(digest: string): string;
 }
 
 export interface CopyOptions {
@@ -97,16 +93,19 @@ async function transfer(
 ): Promise<PushOutcome> {
   const { descriptor, raw } = node;
   if (raw) return destination.push(descriptor, Readable.from([raw]));
-  if (destination.pushFile && isLocal(source)) {
-    return destination.pushFile(descriptor, source.blobPath(descriptor.digest), {
-      trustLinks: options.trustLinks ?? false,
-    });
+  // A blob that is a whole local file can be linked or cloned; a range of an archive is streamed.
+  const entry =
+    destination.pushFile && hasBlobEntries(source)
+      ? await source.blobEntry(descriptor.digest as Digest)
+      : undefined;
+  if (destination.pushFile && entry?.offset === 0) {
+    return destination.pushFile(descriptor, entry.path, { trustLinks: options.trustLinks ?? false });
   }
   return destination.push(descriptor, await source.fetch(descriptor));
 }
 
-function isLocal(source: unknown): source is LocalSource {
-  return typeof (source as Partial<LocalSource>).blobPath === "function";
+function hasBlobEntries(source: unknown): source is Pick<ImageStore, "blobEntry"> {
+  return typeof (source as Partial<ImageStore>).blobEntry === "function";
 }
 
 /**

@@ -95,30 +95,36 @@ export class VerifyingStream extends Transform {
 const fileChunk = 4 * 1024 * 1024;
 
 /**
- * Hashes a file without holding it in memory, overlapping the next read with hashing the current
- * chunk (two buffers). Stops early once more than `limit` bytes were read, when a limit is given,
- * so a blob claiming a small size cannot make roci hash gigabytes.
+ * Hashes a file, or a byte range of one (a blob inside an archive), without holding it in memory,
+ * overlapping the next read with hashing the current chunk (two buffers). Reads at most `length`
+ * bytes from `offset`; past the end of the range it stops, so a blob claiming a small size
+ * cannot make roci hash gigabytes.
  */
 export async function hashFile(
   path: string,
   algorithm: VerifiableAlgorithm,
-  limit = Number.POSITIVE_INFINITY,
+  range: { offset?: number; length?: number } = {},
 ): Promise<{ digest: Digest; size: number }> {
   const handle = await open(path, "r");
   try {
     const hash = createHash(algorithm);
     const buffers = [Buffer.allocUnsafe(fileChunk), Buffer.allocUnsafe(fileChunk)];
+    const length = range.length ?? Number.POSITIVE_INFINITY;
+    let position = range.offset ?? 0;
     let size = 0;
     let turn = 0;
-    let pending = handle.read(buffers[0]!, 0, fileChunk, null);
+    const next = () => handle.read(buffers[turn]!, 0, Math.min(fileChunk, length - size), position);
+    let pending = next();
     for (;;) {
       const { bytesRead, buffer } = await pending;
       if (bytesRead === 0) break;
       size += bytesRead;
-      if (size > limit) break;
+      position += bytesRead;
+      const done = size >= length;
       turn ^= 1;
-      pending = handle.read(buffers[turn]!, 0, fileChunk, null);
+      if (!done) pending = next();
       hash.update(buffer.subarray(0, bytesRead));
+      if (done) break;
     }
     return { digest: `${algorithm}:${hash.digest("hex")}` as Digest, size };
   } finally {

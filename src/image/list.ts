@@ -3,7 +3,7 @@ import { namesOf } from "../spec/annotations.ts";
 import type { Descriptor } from "../spec/documents.ts";
 import { isIndexType, isManifestType } from "../spec/media-types.ts";
 import { formatPlatform } from "../spec/platform.ts";
-import type { LayoutReader } from "../store/layout-reader.ts";
+import type { ImageStore } from "../store/store.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { fetchConfig, fetchIndex, fetchManifest } from "./documents.ts";
 import { isAttestationEntry } from "./select.ts";
@@ -19,7 +19,7 @@ export interface ListEntry {
 }
 
 /** Lists the layout's entries; platforms come from descriptors, or else from the documents. */
-export async function listLayout(layout: LayoutReader): Promise<ListEntry[]> {
+export async function listLayout(layout: ImageStore): Promise<ListEntry[]> {
   const { manifests } = await layout.index();
   return mapLimit(manifests, 16, async (entry) => ({
     names: namesOf(entry),
@@ -31,7 +31,7 @@ export async function listLayout(layout: LayoutReader): Promise<ListEntry[]> {
   }));
 }
 
-async function platformsOf(layout: LayoutReader, entry: Descriptor): Promise<string[]> {
+async function platformsOf(layout: ImageStore, entry: Descriptor): Promise<string[]> {
   if (entry.platform) return [formatPlatform(entry.platform)];
   try {
     if (isIndexType(entry.mediaType)) {

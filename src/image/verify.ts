@@ -4,7 +4,10 @@
  * first problem. Untrusted documents are never followed: children of a corrupt manifest are not
  * visited. Over a whole layout it also lists blobs nothing references.
  */
-import { parseDigest } from "../digest/digest.ts";
+
+import { Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { type Digest, parseDigest, requireVerifiable } from "../digest/digest.ts";
 import { checkContent, hashFile } from "../digest/hash.ts";
 import { isRociError, type RociErrorCode } from "../errors.ts";
 import type { Descriptor } from "../spec/documents.ts";
@@ -15,8 +18,9 @@ import {
   isNonDistributableType,
 } from "../spec/media-types.ts";
 import { leftoverTempFiles } from "../store/gc.ts";
-import type { LayoutReader } from "../store/layout-reader.ts";
+import { LayoutReader } from "../store/layout-reader.ts";
 import { EXCLUSIVE_FILE, staleLockReason } from "../store/lock.ts";
+import type { ImageStore } from "../store/store.ts";
 import { fetchConfig, fetchIndex, fetchManifest } from "./documents.ts";
 
 export type ProblemKind =
@@ -71,7 +75,7 @@ const documentKinds = (mediaType: string) =>
   isIndexType(mediaType) || isManifestType(mediaType) || isImageConfigType(mediaType);
 
 export async function verifyLayout(
-  layout: LayoutReader,
+  layout: ImageStore,
   roots: readonly Descriptor[],
   options: VerifyOptions = {},
 ): Promise<VerifyReport> {
@@ -103,12 +107,7 @@ export async function verifyLayout(
       if (documentKinds(descriptor.mediaType)) {
         queue.push(...(await childrenOf(layout, descriptor)));
       } else {
-        const actual = await hashFile(
-          layout.blobPath(descriptor.digest),
-          parseDigest(descriptor.digest).algorithm as "sha256" | "sha512",
-          descriptor.size,
-        );
-        checkContent(descriptor, actual, `blob ${descriptor.digest} in ${layout.location}`);
+        await checkBlob(layout, descriptor);
       }
       verifiedBlobs++;
       verifiedBytes += descriptor.size;
@@ -132,25 +131,8 @@ export async function verifyLayout(
         message: `blob ${digest}: not referenced from index.json (gc would remove it)`,
       });
     }
-    for (const file of await leftoverTempFiles(layout.location)) {
-      problems.push({
-        kind: "leftover-temp",
-        severity: "warning",
-        code: "LEFTOVER_TEMP",
-        subject: file,
-        message: `${file}: left by an interrupted writer (gc removes it once older than its grace period)`,
-      });
-    }
-    const staleLock = await staleLockReason(layout.location);
-    if (staleLock !== undefined) {
-      problems.push({
-        kind: "stale-lock",
-        severity: "warning",
-        code: "STALE_LOCK",
-        subject: EXCLUSIVE_FILE,
-        message: `${EXCLUSIVE_FILE}: stale lock, ${staleLock} (the next writer removes it)`,
-      });
-    }
+    // Crash leftovers and stale locks exist only where roci writes: layout directories.
+    if (layout instanceof LayoutReader) problems.push(...(await writerLeftovers(layout.location)));
     for (const stray of strays) {
       problems.push({
         kind: "stray",
@@ -172,7 +154,52 @@ export async function verifyLayout(
 }
 
 /** The descriptors a document points at, read verified (its own bytes are checked on the way). */
-async function childrenOf(layout: LayoutReader, descriptor: Descriptor): Promise<Descriptor[]> {
+/** Temp files of interrupted writers and a stale fallback lock, as warnings. */
+async function writerLeftovers(location: string): Promise<VerifyProblem[]> {
+  const found: VerifyProblem[] = [];
+  for (const file of await leftoverTempFiles(location)) {
+    found.push({
+      kind: "leftover-temp",
+      severity: "warning",
+      code: "LEFTOVER_TEMP",
+      subject: file,
+      message: `${file}: left by an interrupted writer (gc removes it once older than its grace period)`,
+    });
+  }
+  const staleLock = await staleLockReason(location);
+  if (staleLock !== undefined) {
+    found.push({
+      kind: "stale-lock",
+      severity: "warning",
+      code: "STALE_LOCK",
+      subject: EXCLUSIVE_FILE,
+      message: `${EXCLUSIVE_FILE}: stale lock, ${staleLock} (the next writer removes it)`,
+    });
+  }
+  return found;
+}
+
+/**
+ * Hashes a blob: straight from its file (or its byte range of an archive) with large reads, which
+ * keeps pace with OpenSSL; through a verified stream when it lives in memory.
+ */
+async function checkBlob(store: ImageStore, descriptor: Descriptor): Promise<void> {
+  const where = `blob ${descriptor.digest} in ${store.location}`;
+  const entry = await store.blobEntry(descriptor.digest as Digest);
+  if (entry === undefined) {
+    await pipeline(
+      await store.fetch(descriptor),
+      new Writable({ write: (_chunk, _encoding, next) => next() }),
+    );
+    return;
+  }
+  const { algorithm } = requireVerifiable(descriptor.digest);
+  // One byte more than promised is enough to tell a longer blob.
+  const length = Math.min(entry.size, descriptor.size + 1);
+  checkContent(descriptor, await hashFile(entry.path, algorithm, { offset: entry.offset, length }), where);
+}
+
+async function childrenOf(layout: ImageStore, descriptor: Descriptor): Promise<Descriptor[]> {
   if (isIndexType(descriptor.mediaType)) return (await fetchIndex(layout, descriptor)).value.manifests;
   if (isManifestType(descriptor.mediaType)) {
     const manifest = (await fetchManifest(layout, descriptor)).value;

@@ -20,7 +20,7 @@ import {
   parseLayoutHeader,
   sniffMediaType,
 } from "../spec/documents.ts";
-import type { ReadOnlyTarget, Selector } from "./store.ts";
+import type { BlobEntry, ImageStore, Selector } from "./store.ts";
 import { lookupTag, tagsOf } from "./tag-lookup.ts";
 
 export interface LayoutReaderOptions {
@@ -35,7 +35,7 @@ const tornReadRetries = 3;
 const tornReadDelayMs = 50;
 const streamChunk = 1024 * 1024;
 
-export class LayoutReader implements ReadOnlyTarget {
+export class LayoutReader implements ImageStore {
   readonly location: string;
   readonly #onWarning: (message: string) => void;
 
@@ -191,6 +191,17 @@ export class LayoutReader implements ReadOnlyTarget {
       return { mediaType: "application/octet-stream", digest, size: info.size };
     } catch (error) {
       throw this.#blobError(error, digest, path);
+    }
+  }
+
+  /** The blob's file, to hash or link it without a stream; undefined when it is missing. */
+  async blobEntry(digest: Digest): Promise<BlobEntry | undefined> {
+    const path = this.blobPath(digest);
+    try {
+      return { path, offset: 0, size: (await stat(path)).size };
+    } catch (error) {
+      if (errnoOf(error) === "ENOENT") return undefined;
+      throw fromFsError(error, path, "blob");
     }
   }
 

@@ -5,7 +5,7 @@
  */
 import type { Readable } from "node:stream";
 import type { Digest } from "../digest/digest.ts";
-import type { Descriptor } from "../spec/documents.ts";
+import type { Descriptor, ImageIndex } from "../spec/documents.ts";
 
 export interface Fetcher {
   /**
@@ -38,4 +38,26 @@ export interface TagLister {
 export interface ReadOnlyTarget extends ReadOnlyStorage, Resolver, TagLister {
   /** Where the store is, for messages: a path or a registry repository. */
   readonly location: string;
+}
+
+/** Where a blob's bytes lie in a local file: a whole blob file, or a byte range of an archive. */
+export interface BlobEntry {
+  path: string;
+  offset: number;
+  size: number;
+}
+
+/**
+ * A store on this machine whose images can be listed and whose blobs can be walked: a layout
+ * directory, an OCI archive, a docker-save archive. What `ls`, `verify` and `blob` work on.
+ */
+export interface ImageStore extends ReadOnlyTarget {
+  /** index.json, or its equivalent (a docker-save archive's images, one entry per name). */
+  index(): Promise<ImageIndex>;
+  /** Every blob, and what under blobs/ is not one. */
+  listBlobs(): Promise<{ digests: Digest[]; strays: string[] }>;
+  /** The descriptor of any blob known only by digest (its bytes are still verified when fetched). */
+  describeFile(digest: Digest): Promise<Descriptor>;
+  /** Where a blob's bytes are, to hash or copy them without a stream; undefined when they are in memory. */
+  blobEntry(digest: Digest): Promise<BlobEntry | undefined>;
 }

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { RociError } from "../../errors.ts";
 import { collectGarbage, planGarbage } from "../../store/gc.ts";
+import { LayoutReader } from "../../store/layout-reader.ts";
 import type { CliContext } from "../context.ts";
 import { openWritable } from "../destination.ts";
 import { openLayout } from "../open.ts";
@@ -21,6 +22,11 @@ export function registerGc(program: Command, contextOf: (command: Command) => Cl
       const context = contextOf(self);
       const graceMs = parseDuration(options.grace);
       const layout = await openLayout(input, context);
+      if (!(layout instanceof LayoutReader)) {
+        throw new RociError("USAGE", `${input}: gc works on layout directories, not archives`, {
+          subject: input,
+        });
+      }
       const report = options.dryRun
         ? await planGarbage(layout, { graceMs })
         : await collectGarbage(await openWritable(layout.location, context, "gc"), { graceMs });
