@@ -1,28 +1,44 @@
 /**
- * Where writing commands write: a layout directory (created when missing), with the names to give
- * the image there. Several tags at once: `out:t1,t2`. --read-only refuses here, before anything starts.
+ * Where writing commands write: a layout directory (created when missing) or an archive, with the
+ * names to give the image there. Several tags at once: `out:t1,t2`. --read-only refuses here,
+ * before anything starts.
  */
 import { RociError } from "../errors.ts";
-import { isValidTag } from "../reference/docker-reference.ts";
+import { formatDockerReference, isValidTag } from "../reference/docker-reference.ts";
 import { parseReference } from "../reference/reference.ts";
 import { LayoutStore } from "../store/layout-store.ts";
 import { type EntryName, parseEntryName } from "../store/naming.ts";
 import type { CliContext } from "./context.ts";
 
 export interface Destination {
+  kind: "layout" | "oci-archive" | "docker-archive";
   path: string;
   names: EntryName[];
 }
 
 export function parseDestination(input: string): Destination {
+  if (input.startsWith("docker-archive:")) {
+    const reference = parseReference(input);
+    if (reference.transport !== "docker-archive" || reference.index !== undefined) {
+      throw new RociError("USAGE", `${input}: a docker-archive destination takes NAME:TAG, not @N`, {
+        subject: input,
+      });
+    }
+    const names = reference.name ? [parseEntryName(formatDockerReference(reference.name))] : [];
+    return { kind: "docker-archive", path: reference.path, names };
+  }
+  if (input.startsWith("oci-archive:")) {
+    const { path, names } = parseDestination(input.slice("oci-archive:".length));
+    return { kind: "oci-archive", path, names };
+  }
   const colon = input.lastIndexOf(":");
   const list = input.slice(colon + 1);
   if (colon > 0 && list.includes(",") && list.split(",").every(isValidTag)) {
     const { path } = parseLayoutOnly(input.slice(0, colon), input);
-    return { path, names: list.split(",").map(parseEntryName) };
+    return { kind: "layout", path, names: list.split(",").map(parseEntryName) };
   }
   const { path, tag } = parseLayoutOnly(input, input);
-  return { path, names: tag === undefined ? [] : [parseEntryName(tag)] };
+  return { kind: "layout", path, names: tag === undefined ? [] : [parseEntryName(tag)] };
 }
 
 function parseLayoutOnly(text: string, input: string): { path: string; tag?: string } {
@@ -30,10 +46,10 @@ function parseLayoutOnly(text: string, input: string): { path: string; tag?: str
   if (reference.transport !== "oci-layout") {
     throw new RociError(
       "UNSUPPORTED_TRANSPORT",
-      `${input}: roci writes OCI layout directories only, so far`,
+      `${input}: roci writes OCI layouts and archives, not ${reference.transport} yet`,
       {
         subject: input,
-        hint: "name a directory: PATH[:TAG[,TAG…]] or oci-layout://PATH[:TAG]",
+        hint: "name a directory PATH[:TAG[,TAG…]], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]",
       },
     );
   }

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
-import { copyImage } from "../../copy/copy.ts";
+import { copyToArchive } from "../../archive/copy-to-archive.ts";
+import { type CopyOptions, type CopyResult, copyImage } from "../../copy/copy.ts";
 import { RociError } from "../../errors.ts";
 import { parsePlatform } from "../../spec/platform.ts";
 import { LayoutStore } from "../../store/layout-store.ts";
@@ -29,7 +30,10 @@ export function registerCopy(program: Command, contextOf: (command: Command) => 
         "destination has; hard links or reflinks on the same filesystem, a verified stream otherwise",
     )
     .argument("<src>", "the image: LAYOUT[:TAG][@DIGEST] (read-only, never written)")
-    .argument("<dst>", "the destination layout and its names: DIR[:TAG[,TAG…]] (default: the source's tag)")
+    .argument(
+      "<dst>",
+      "where to: DIR[:TAG[,TAG…]], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG] (default: the source's tag)",
+    )
     .option(
       "--platform <os/arch[/variant]|all>",
       "copy only this platform of an index; repeat for several (a new index), or all (default)",
@@ -54,17 +58,13 @@ export function registerCopy(program: Command, contextOf: (command: Command) => 
         destination.names.length > 0 || selector.tag === undefined
           ? destination.names
           : [parseEntryName(selector.tag)];
-      const store = await LayoutStore.openOrInit(destination.path, storeOptions(context));
-      // Checked before copying (fail fast) and again under the index lock (no race).
-      if (!options.clobber) refuseTaken((await store.index()).manifests, names, root.digest, store.location);
-
       const jobs = Number.parseInt(options.jobs, 10);
       if (!Number.isInteger(jobs) || jobs < 1)
         throw new RociError("USAGE", `--jobs ${options.jobs}: expected a whole number ≥ 1`);
       const all = options.platform.length === 0 || options.platform.includes("all");
       const progress = progressLine(context);
       let total = 0;
-      const result = await copyImage(source, root, store, {
+      const copyOptions: CopyOptions = {
         platforms: all ? "all" : options.platform.map(parsePlatform),
         strictPlatform: options.strictPlatform ?? false,
         concurrency: jobs,
@@ -76,19 +76,37 @@ export function registerCopy(program: Command, contextOf: (command: Command) => 
               `copying: ${event.blobsDone} blobs, ${humanBytes(event.bytesDone)} of ${humanBytes(total)}`,
             );
         },
-      });
-      progress.done();
-      if (names.length > 0) await store.tag(result.root, names, { noClobber: !options.clobber });
-      else
-        await store.updateIndex((manifests) => {
-          if (!manifests.some((entry) => entry.digest === result.root.digest)) manifests.push(result.root);
+      };
+      let location: string;
+      let result: CopyResult;
+      if (destination.kind === "layout") {
+        const store = await LayoutStore.openOrInit(destination.path, storeOptions(context));
+        // Checked before copying (fail fast) and again under the index lock (no race).
+        if (!options.clobber)
+          refuseTaken((await store.index()).manifests, names, root.digest, store.location);
+        result = await copyImage(source, root, store, copyOptions);
+        if (names.length > 0) await store.tag(result.root, names, { noClobber: !options.clobber });
+        else
+          await store.updateIndex((manifests) => {
+            if (!manifests.some((entry) => entry.digest === result.root.digest)) manifests.push(result.root);
+          });
+        location = store.location;
+      } else {
+        result = await copyToArchive(source, root, destination.path, {
+          ...copyOptions,
+          format: destination.kind === "docker-archive" ? "docker" : "oci",
+          names,
+          onDebug: storeOptions(context).onDebug,
         });
+        location = `${destination.kind}:${destination.path}`;
+      }
+      progress.done();
 
       const tags = names.map(formatEntryName);
       if (context.format === "json") {
         writeJson(context, {
           source: sourceInput,
-          destination: store.location,
+          destination: location,
           digest: result.root.digest,
           tags,
           ...result,
@@ -97,7 +115,7 @@ export function registerCopy(program: Command, contextOf: (command: Command) => 
       }
       const { linked, copied, exists } = result.outcomes;
       writeLines(context, [
-        `copied ${result.root.digest} to ${store.location}${tags.length ? ` as ${tags.join(", ")}` : " (untagged)"}: ` +
+        `copied ${result.root.digest} to ${location}${tags.length ? ` as ${tags.join(", ")}` : " (untagged)"}: ` +
           `${result.blobs} blobs, ${humanBytes(result.bytes)} (${linked} linked, ${copied} copied, ${exists} already there)`,
       ]);
     });
@@ -105,5 +123,7 @@ export function registerCopy(program: Command, contextOf: (command: Command) => 
     "roci copy ./build/layout:v1 ./release:v1,latest",
     "roci copy --platform linux/arm64 oci-layout://./multi:app ./arm-only:app",
     "roci copy --no-clobber ./src@sha256:… ./dst:stable",
+    "roci copy ./layout:v1 oci-archive:image.tar:v1",
+    "roci copy ./layout:v1 docker-archive:image.tar:example.com/app:v1   # docker load -i image.tar",
   ]);
 }
