@@ -3,10 +3,11 @@
  * there is no other way to open one here. Layout directories and archives (OCI and docker-save
  * tars, read in place) are all ImageStores, so every command works on each of them.
  */
-import { stat } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { DockerArchiveStore } from "../archive/docker-archive-store.ts";
 import { OciArchiveStore } from "../archive/oci-archive-store.ts";
 import { RociError } from "../errors.ts";
+import { sniffCompression } from "../layer/compression.ts";
 import { formatDockerReference } from "../reference/docker-reference.ts";
 import { type ImageReference, parseReference } from "../reference/reference.ts";
 import { LayoutReader } from "../store/layout-reader.ts";
@@ -33,6 +34,27 @@ export async function parseUserReference(input: string): Promise<ImageReference>
   return parseReference(input, { bare: "registry" });
 }
 
+/** A file given where a layout was expected must at least look like an archive (tar, gzip, zstd). */
+async function requireArchive(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    const head = Buffer.alloc(512);
+    const { bytesRead } = await handle.read(head, 0, 512, 0);
+    const tar = bytesRead >= 262 && head.subarray(257, 262).toString("latin1") === "ustar";
+    if (tar || sniffCompression(head.subarray(0, bytesRead)) !== "none") return;
+  } finally {
+    await handle.close();
+  }
+  throw new RociError(
+    "INVALID_LAYOUT",
+    `layout ${path}: is a file, neither an OCI layout directory nor a tar archive`,
+    {
+      subject: path,
+      hint: "an OCI layout is a directory holding oci-layout, index.json and blobs/, or a tar of one",
+    },
+  );
+}
+
 /** true for a file, false for anything else that exists, undefined when nothing is there. */
 async function isFile(path: string): Promise<boolean | undefined> {
   try {
@@ -52,8 +74,10 @@ export async function openReference(input: string, context: CliContext): Promise
     case "oci-layout": {
       const selector = { tag: reference.tag, digest: reference.digest };
       // A path to a file is an archive holding a layout (buildx#1553's ask), read in place.
-      if (await isFile(reference.path))
+      if (await isFile(reference.path)) {
+        await requireArchive(reference.path);
         return { store: await OciArchiveStore.open(reference.path, options), selector, reference };
+      }
       return { store: await LayoutReader.open(reference.path, options), selector, reference };
     }
     case "oci-archive": {

@@ -95,7 +95,7 @@ export class LayoutStore extends LayoutReader {
    */
   static async openOrInit(root: string, options: LayoutStoreOptions = {}): Promise<LayoutStore> {
     const entries = await listDirectory(root);
-    if (entries.includes("oci-layout") || entries.some((name) => !layoutEntries.has(name))) {
+    if (entries.includes("oci-layout") || !entries.every(isLayoutEntry)) {
       return LayoutStore.open(root, options);
     }
     return LayoutStore.#complete(root, options);
@@ -401,6 +401,11 @@ export async function writeFileAtomically(path: string, content: string, mode = 
 
 /** What a layout directory holds while roci creates it (anything else means it is someone's directory). */
 const layoutEntries = new Set(["oci-layout", "index.json", "blobs", tempDirName, FLOCK_FILE, EXCLUSIVE_FILE]);
+
+function isLayoutEntry(name: string): boolean {
+  // Also the temp files a concurrent creator is renaming into place.
+  return layoutEntries.has(name) || /^(oci-layout|index\.json)\.\d+\.[0-9a-f]+\.tmp$/.test(name);
+}
 
 /** The names in a directory; none when it does not exist yet. */
 async function listDirectory(root: string): Promise<string[]> {
