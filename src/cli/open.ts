@@ -99,7 +99,7 @@ export async function openReference(input: string, context: CliContext): Promise
         `${input}: registry references are not supported yet, and no layout directory or archive has that name`,
         {
           subject: input,
-          hint: "name an OCI layout or archive: PATH, oci-layout://PATH[:TAG][@DIGEST], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG|@N]",
+          hint: "name an OCI layout or archive: PATH, oci-layout://PATH[:TAG][@DIGEST], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG|:@N]",
         },
       );
   }

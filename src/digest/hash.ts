@@ -134,7 +134,7 @@ export async function hashFile(
 
 /**
  * Copies a file while hashing it, in one pass: the next chunk is read while the current one is
- * hashed and written (three rotating buffers), and the copy fails — leaving the caller to remove
+ * hashed and earlier ones are written (rotating buffers), and the copy fails — leaving the caller to remove
  * `target` — as soon as the source is longer than promised, or at the end if size or digest differ.
  */
 export async function copyFileVerified(
@@ -149,25 +149,28 @@ export async function copyFileVerified(
     const output = await open(target, "wx", 0o644);
     try {
       const hash = createHash(algorithm);
-      const buffers = [0, 1, 2].map(() => Buffer.allocUnsafe(fileChunk));
+      // Four buffers: one being read, one being hashed, and up to two writes still in flight.
+      // Writes are positional, so they may finish in any order.
+      const buffers = [0, 1, 2, 3].map(() => Buffer.allocUnsafe(fileChunk));
+      const writes: Array<Promise<unknown> | undefined> = buffers.map(() => undefined);
       let size = 0;
       let turn = 0;
-      let writing: Promise<unknown> = Promise.resolve();
-      let reading = input.read(buffers[0]!, 0, fileChunk, null);
+      let reading = input.read(buffers[0]!, 0, fileChunk, 0);
       for (;;) {
         const { bytesRead, buffer } = await reading;
         if (bytesRead === 0) break;
+        const position = size;
         size += bytesRead;
         if (size > expected.size) break;
-        // The buffer read next was written two turns ago; that write must be done before reuse.
-        await writing;
-        turn = (turn + 1) % buffers.length;
-        reading = input.read(buffers[turn]!, 0, fileChunk, null);
+        const next = (turn + 1) % buffers.length;
+        await writes[next]; // that buffer's last write must be done before it is read into again
+        reading = input.read(buffers[next]!, 0, fileChunk, size);
         const chunk = buffer.subarray(0, bytesRead);
         hash.update(chunk);
-        writing = output.write(chunk, 0, bytesRead);
+        writes[turn] = output.write(chunk, 0, bytesRead, position);
+        turn = next;
       }
-      await writing;
+      await Promise.all(writes);
       checkContent(expected, { digest: `${algorithm}:${hash.digest("hex")}`, size }, where);
     } finally {
       await output.close();

@@ -220,7 +220,7 @@ function missingProblem(descriptor: Descriptor, location: string): VerifyProblem
     mediaType: descriptor.mediaType,
     message: foreign
       ? `blob ${descriptor.digest}: absent, allowed (non-distributable layer, fetched from its urls)`
-      : `blob ${descriptor.digest}: missing from layout ${location}`,
+      : `blob ${descriptor.digest}: missing from ${location}`,
   };
 }
 

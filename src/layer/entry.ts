@@ -20,8 +20,8 @@ export interface LayerEntry {
   devmajor?: number;
   devminor?: number;
   xattrs?: Record<string, Buffer>;
-  /** A file's content, opened only when the entry is written. */
-  open?: () => Readable | Promise<Readable>;
+  /** A file's content (a stream, or the bytes of a small file), opened only when the entry is written. */
+  open?: () => Readable | Buffer | Promise<Readable | Buffer>;
 }
 
 /** Bytewise order of UTF-8 paths: a parent (a prefix) always comes before its children, whatever the locale. */

@@ -4,7 +4,7 @@
  * to the first path in that order, times in whole seconds, optionally clamped or pinned to
  * SOURCE_DATE_EPOCH, ownership kept or mapped to 0:0. Nothing depends on readdir order or locale.
  */
-import { createReadStream } from "node:fs";
+import { createReadStream, readFileSync } from "node:fs";
 import { lstat, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { fromFsError, RociError } from "../errors.ts";
@@ -23,6 +23,7 @@ export interface WalkOptions {
 }
 
 const readChunk = 1024 * 1024;
+const smallFile = 1024 * 1024;
 
 export async function walkDirectory(root: string, options: WalkOptions = {}): Promise<LayerEntry[]> {
   const rootInfo = await lstat(root).catch((error: unknown) => {
@@ -48,7 +49,12 @@ export async function walkDirectory(root: string, options: WalkOptions = {}): Pr
     const info = await lstat(full, { bigint: true });
     const entry = describe(path, info, options);
     if (entry.type === "symlink") entry.linkname = await readlink(full);
-    if (entry.type === "file") entry.open = () => createReadStream(full, { highWaterMark: readChunk });
+    // Small files are read in one synchronous call: a thread-pool round trip for each of open,
+    // read and close would dominate a tree of many small files (gzip runs meanwhile, off-thread).
+    if (entry.type === "file") {
+      entry.open = () =>
+        entry.size <= smallFile ? readFileSync(full) : createReadStream(full, { highWaterMark: readChunk });
+    }
     if (xattrCalls) {
       const names = xattrCalls.llistxattr(full).sort();
       if (names.length > 0)

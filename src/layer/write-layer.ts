@@ -40,6 +40,33 @@ class Tap extends Transform {
   }
 }
 
+/**
+ * Gathers the tar's many small pieces (512-byte headers, small files) into large chunks: each
+ * chunk written to zlib is a thread-pool round trip, and 150,000 tiny ones would dominate.
+ */
+class Coalesce extends Transform {
+  readonly #pending: Buffer[] = [];
+  #length = 0;
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#pending.push(chunk);
+    this.#length += chunk.length;
+    if (this.#length >= coalescedChunk) this.#emit();
+    callback();
+  }
+  override _flush(callback: TransformCallback): void {
+    this.#emit();
+    callback();
+  }
+  #emit(): void {
+    if (this.#length === 0) return;
+    this.push(this.#pending.length === 1 ? this.#pending[0] : Buffer.concat(this.#pending, this.#length));
+    this.#pending.length = 0;
+    this.#length = 0;
+  }
+}
+
+const coalescedChunk = 256 * 1024;
+
 export async function writeLayer(
   entries: readonly LayerEntry[],
   sink: Writable,
@@ -50,10 +77,11 @@ export async function writeLayer(
   const tar = new TarWriter();
   const uncompressed = new Tap();
   const compressed = new Tap();
-  const written = pipeline(tar.readable, uncompressed, compressor, compressed, sink);
+  const written = pipeline(tar.readable, uncompressed, new Coalesce(), compressor, compressed, sink);
   const produced = (async () => {
     for (const entry of entries) {
-      const body: Readable | undefined = entry.type === "file" && entry.open ? await entry.open() : undefined;
+      const body: Readable | Buffer | undefined =
+        entry.type === "file" && entry.open ? await entry.open() : undefined;
       await tar.entry(
         {
           path: entry.type === "dir" ? `${entry.path}/` : entry.path,

@@ -1,4 +1,8 @@
-/** Maps with at most `limit` calls in flight, keeping input order: bounded file handles on big layouts. */
+/**
+ * Maps with at most `limit` calls in flight, keeping input order: bounded file handles on big
+ * layouts. On a failure no new call starts, the calls in flight are awaited, and then the first
+ * error is thrown — so a caller's clean-up never races work still writing.
+ */
 export async function mapLimit<T, R>(
   items: readonly T[],
   limit: number,
@@ -6,12 +10,18 @@ export async function mapLimit<T, R>(
 ): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
+  let failure: { error: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (failure === undefined && next < items.length) {
       const index = next++;
-      results[index] = await fn(items[index] as T, index);
+      try {
+        results[index] = await fn(items[index] as T, index);
+      } catch (error) {
+        failure ??= { error };
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.error;
   return results;
 }

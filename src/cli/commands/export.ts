@@ -3,6 +3,7 @@ import { createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
+import { RociError } from "../../errors.ts";
 import { fetchConfig } from "../../image/documents.ts";
 import { selectImage } from "../../image/select.ts";
 import { exportImage } from "../../layer/flatten.ts";
@@ -30,6 +31,15 @@ export function registerExport(program: Command, contextOf: (command: Command) =
       const { store, selector } = await openReference(input, context);
       const image = await selectImage(store, await store.resolve(selector), platformFlags(options));
       const config = await fetchConfig(store, image.manifest.value.config);
+      // Every layer must be there before the first byte goes out: a missing one is found now, not
+      // after half a tar has reached a pipe.
+      for (const layer of image.manifest.value.layers) {
+        if (!(await store.exists(layer))) {
+          throw new RociError("BLOB_MISSING", `layer ${layer.digest}: missing from ${store.location}`, {
+            subject: layer.digest,
+          });
+        }
+      }
       const progress = progressLine(context);
       const tar = exportImage(store, image.manifest.value, config.value, (layer, layers) =>
         progress.update(`exporting: layer ${layer}/${layers}`),
