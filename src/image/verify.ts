@@ -100,7 +100,12 @@ export async function verifyLayout(
       continue;
     }
     if (!(await layout.exists(descriptor))) {
-      problems.push(missingProblem(descriptor, layout.location));
+      problems.push(
+        missingProblem(
+          descriptor,
+          `${layout instanceof LayoutReader ? "layout" : "archive"} ${layout.location}`,
+        ),
+      );
       continue;
     }
     try {
