@@ -9,19 +9,18 @@ import { join } from "node:path";
 import { pipeline, type Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Digest, isDigest, parseDigest, requireVerifiable, shortDigest } from "../digest/digest.ts";
-import { VerifyingStream, verifyBytes } from "../digest/hash.ts";
+import { VerifyingStream } from "../digest/hash.ts";
 import { errnoOf, fromFsError, RociError } from "../errors.ts";
 import {
   type Descriptor,
   defaultDocumentLimit,
   type ImageIndex,
   parseIndex,
-  parseJsonBytes,
   parseLayoutHeader,
-  sniffMediaType,
 } from "../spec/documents.ts";
+import { describeDocument, resolveInLayout } from "./layout-resolution.ts";
 import type { BlobEntry, ImageStore, Selector } from "./store.ts";
-import { lookupTag, tagsOf } from "./tag-lookup.ts";
+import { tagsOf } from "./tag-lookup.ts";
 
 export interface LayoutReaderOptions {
   /** Called with messages a user should see but that do not stop the work. */
@@ -127,33 +126,9 @@ export class LayoutReader implements ImageStore {
     return tagsOf((await this.index()).manifests);
   }
 
-  /**
-   * A digest wins: its blob is read directly (it need not be listed, and index.json is not read
-   * unless a tag was also given, to warn when the two disagree). Otherwise the tag, or the default.
-   */
+  /** DESIGN.md's resolution rules (see layout-resolution.ts). */
   async resolve(selector: Selector): Promise<Descriptor> {
-    if (selector.digest === undefined) {
-      return lookupTag((await this.index()).manifests, selector.tag, this.location);
-    }
-    const descriptor = await this.describeBlob(selector.digest);
-    if (selector.tag !== undefined) await this.#warnIfTagDisagrees(selector.tag, selector.digest);
-    return descriptor;
-  }
-
-  async #warnIfTagDisagrees(tag: string, digest: Digest): Promise<void> {
-    let tagged: Descriptor;
-    try {
-      tagged = lookupTag((await this.index()).manifests, tag, this.location);
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      this.#onWarning(`tag "${tag}" could not be checked against the pinned digest: ${reason}`);
-      return;
-    }
-    if (tagged.digest !== digest) {
-      this.#onWarning(
-        `tag "${tag}" names ${shortDigest(tagged.digest)} in ${this.location}; using the pinned ${shortDigest(digest)}`,
-      );
-    }
+    return resolveInLayout(this, selector, this.#onWarning);
   }
 
   /** The descriptor of a manifest or index known only by digest: size from the file, type from its JSON. */
@@ -166,21 +141,7 @@ export class LayoutReader implements ImageStore {
     } catch (error) {
       throw this.#blobError(error, digest, path);
     }
-    verifyBytes(raw, { digest, size: raw.byteLength }, where);
-    let json: unknown;
-    try {
-      json = parseJsonBytes(raw, where);
-    } catch {
-      json = undefined;
-    }
-    const mediaType = sniffMediaType(json);
-    if (mediaType === undefined) {
-      throw new RociError("INVALID_DOCUMENT", `${where}: not an image manifest or index`, {
-        subject: digest,
-        hint: "a digest in a reference must name a manifest or an index; use `roci blob` for other blobs",
-      });
-    }
-    return { mediaType, digest, size: raw.byteLength };
+    return describeDocument(raw, digest, where);
   }
 
   /** The descriptor of any blob known only by digest, its size taken from the file (content still verified). */
