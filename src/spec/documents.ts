@@ -199,10 +199,6 @@ function validated<T>(kind: string, where: string, check: () => T): T {
   }
 }
 
-export function validateDescriptor(value: unknown, where: string): Descriptor {
-  return validated("descriptor", where, () => checkDescriptor(value, ""));
-}
-
 export function parseIndex(raw: Uint8Array, where: string, limit?: number): Parsed<ImageIndex> {
   const json = parseJsonBytes(raw, where, limit);
   const value = validated("image index", where, () => {
