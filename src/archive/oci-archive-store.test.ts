@@ -4,11 +4,13 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { buffer } from "node:stream/consumers";
 import { describe, it } from "node:test";
+import { copyImage } from "../copy/copy.ts";
 import type { Digest } from "../digest/digest.ts";
 import { isRociError, type RociErrorCode } from "../errors.ts";
 import type { Descriptor } from "../spec/documents.ts";
 import { isIndexType, isManifestType } from "../spec/media-types.ts";
 import { LayoutReader } from "../store/layout-reader.ts";
+import { LayoutStore } from "../store/layout-store.ts";
 import type { ReadOnlyTarget } from "../store/store.ts";
 import {
   expectDirUnchanged,
@@ -18,6 +20,7 @@ import {
   put,
   scratch,
   sh,
+  sha256,
   skopeoCopy,
   skopeoRawDigest,
 } from "../test-support/archives.ts";
@@ -385,6 +388,30 @@ describe("OciArchiveStore: broken archives", () => {
     const tarred = await tarLayout(corrupt.path, join(dirname(archive), "corrupt.tar"));
     const other = await OciArchiveStore.open(tarred);
     await assert.rejects(buffer(await other.fetch(corrupt.corrupt)), rejectsWith("DIGEST_MISMATCH"));
+  });
+});
+
+describe("copying out of an archive (byte ranges, positioned reads)", () => {
+  it("lands every blob verified, and a flipped byte inside the tar lands nothing under that digest", async () => {
+    const { single } = (await fixtures()).layouts;
+    const { archive } = await skopeoArchive();
+    const clean = await LayoutStore.init(join(dirname(archive), "clean"));
+    const source = await OciArchiveStore.open(archive);
+    const result = await copyImage(source, await source.resolve({ tag: "v1" }), clean);
+    assert.equal(result.root.digest, single.refs.v1.digest);
+    assert.equal(result.outcomes.copied, result.blobs);
+    for (const layer of single.image.layers)
+      assert.equal(sha256(await readFile(clean.blobPath(layer.digest))), layer.digest);
+
+    const layer = single.image.layers[1] as Descriptor;
+    await flipByte(archive, (await source.blobEntry(layer.digest as Digest)).offset + 17);
+    const damaged = await LayoutStore.init(join(dirname(archive), "damaged"));
+    const reopened = await OciArchiveStore.open(archive);
+    await assert.rejects(
+      copyImage(reopened, await reopened.resolve({ tag: "v1" }), damaged),
+      rejectsWith("DIGEST_MISMATCH", layer.digest),
+    );
+    assert.equal(await damaged.exists(layer), false);
   });
 });
 

@@ -13,13 +13,15 @@ import { selectImage } from "../image/select.ts";
 import { type Descriptor, type ImageIndex, type Platform, parseIndex } from "../spec/documents.ts";
 import { isIndexType, isManifestType } from "../spec/media-types.ts";
 import type { PushOutcome } from "../store/layout-store.ts";
-import type { ImageStore, ReadOnlyStorage } from "../store/store.ts";
+import type { BlobEntry, ImageStore, ReadOnlyStorage } from "../store/store.ts";
 import { mapLimit } from "../util/map-limit.ts";
 
 /** A destination: pushes verified blobs; may also take local files (hard link, reflink). */
 export interface CopyDestination {
   push(descriptor: Descriptor, content: Readable): Promise<PushOutcome>;
   pushFile?(descriptor: Descriptor, path: string, options: { trustLinks?: boolean }): Promise<PushOutcome>;
+  /** A byte range of a local file (a blob inside an archive). */
+  pushRange?(descriptor: Descriptor, entry: BlobEntry): Promise<PushOutcome>;
 }
 
 export interface CopyOptions {
@@ -101,6 +103,7 @@ async function transfer(
   if (destination.pushFile && entry?.offset === 0) {
     return destination.pushFile(descriptor, entry.path, { trustLinks: options.trustLinks ?? false });
   }
+  if (destination.pushRange && entry) return destination.pushRange(descriptor, entry);
   return destination.push(descriptor, await source.fetch(descriptor));
 }
 

@@ -133,7 +133,7 @@ export async function hashFile(
 }
 
 /**
- * Copies a file while hashing it, in one pass: the next chunk is read while the current one is
+ * Copies a file (or a byte range of one) while hashing it, in one pass: the next chunk is read while the current one is
  * hashed and earlier ones are written (rotating buffers), and the copy fails — leaving the caller to remove
  * `target` — as soon as the source is longer than promised, or at the end if size or digest differ.
  */
@@ -142,6 +142,7 @@ export async function copyFileVerified(
   target: string,
   expected: Expected,
   where: string,
+  range: { offset: number; length: number } = { offset: 0, length: expected.size + 1 },
 ): Promise<void> {
   const { algorithm } = requireVerifiable(expected.digest);
   const input = await open(source, "r");
@@ -155,7 +156,10 @@ export async function copyFileVerified(
       const writes: Array<Promise<unknown> | undefined> = buffers.map(() => undefined);
       let size = 0;
       let turn = 0;
-      let reading = input.read(buffers[0]!, 0, fileChunk, 0);
+      // Never past the range: in an archive the next entry's bytes follow. For a whole file the
+      // default range is one byte longer than promised, which is enough to tell a longer file.
+      const want = (done: number) => Math.max(0, Math.min(fileChunk, range.length - done));
+      let reading = input.read(buffers[0]!, 0, want(0), range.offset);
       for (;;) {
         const { bytesRead, buffer } = await reading;
         if (bytesRead === 0) break;
@@ -164,7 +168,7 @@ export async function copyFileVerified(
         if (size > expected.size) break;
         const next = (turn + 1) % buffers.length;
         await writes[next]; // that buffer's last write must be done before it is read into again
-        reading = input.read(buffers[next]!, 0, fileChunk, size);
+        reading = input.read(buffers[next]!, 0, want(size), range.offset + size);
         const chunk = buffer.subarray(0, bytesRead);
         hash.update(chunk);
         writes[turn] = output.write(chunk, 0, bytesRead, position);

@@ -26,7 +26,7 @@ import {
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { requireVerifiable, shortDigest } from "../digest/digest.ts";
+import { requireVerifiable } from "../digest/digest.ts";
 import { checkContent, copyFileVerified, hashFile, VerifyingStream } from "../digest/hash.ts";
 import { errnoOf, isReadOnlyErrno, RociError } from "../errors.ts";
 import { type Descriptor, type ImageIndex, parseIndex } from "../spec/documents.ts";
@@ -34,6 +34,7 @@ import { MediaType } from "../spec/media-types.ts";
 import { LayoutReader, type LayoutReaderOptions } from "./layout-reader.ts";
 import { EXCLUSIVE_FILE, FLOCK_FILE, lockIndex } from "./lock.ts";
 import { type EntryName, formatEntryName, hasName, namedEntry, refuseTaken } from "./naming.ts";
+import type { BlobEntry } from "./store.ts";
 
 /** Where blobs are written before they are renamed into place: inside the layout, so rename is atomic. */
 export const tempDirName = ".roci-tmp";
@@ -180,13 +181,20 @@ export class LayoutStore extends LayoutReader {
         return "linked";
       }
       if (await tryClone(source, temp)) await verifyFile(descriptor, temp);
-      else
-        await copyFileVerified(
-          source,
-          temp,
-          descriptor,
-          `blob ${shortDigest(descriptor.digest)} (${source})`,
-        );
+      else await copyFileVerified(source, temp, descriptor, `blob ${descriptor.digest} (${source})`);
+      return "copied";
+    });
+  }
+
+  /** Adds a blob from a byte range of a local file (a blob inside an archive), copied and verified in one pass. */
+  async pushRange(descriptor: Descriptor, entry: BlobEntry): Promise<PushOutcome> {
+    if (await this.#existingIsValid(descriptor, this.blobPath(descriptor.digest))) return "exists";
+    const where = `blob ${descriptor.digest} (${entry.path} at byte ${entry.offset})`;
+    return this.#ingest(descriptor, async (temp) => {
+      await copyFileVerified(entry.path, temp, descriptor, where, {
+        offset: entry.offset,
+        length: entry.size,
+      });
       return "copied";
     });
   }
@@ -364,7 +372,7 @@ async function verifyFile(descriptor: Descriptor, path: string): Promise<void> {
   const { algorithm } = requireVerifiable(descriptor.digest);
   // One byte more than promised is enough to tell a longer file.
   const actual = await hashFile(path, algorithm, { length: descriptor.size + 1 });
-  checkContent(descriptor, actual, `blob ${shortDigest(descriptor.digest)} (${path})`);
+  checkContent(descriptor, actual, `blob ${descriptor.digest} (${path})`);
 }
 
 async function syncFile(path: string): Promise<void> {
