@@ -6,12 +6,11 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, chown, mkdir, mkdtemp, readFile, readlink, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chown, mkdir, readFile, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { promisify } from "node:util";
 import { main } from "../cli/program.ts";
 import { digestOf } from "../digest/hash.ts";
@@ -32,6 +31,7 @@ import {
   withUnwritableCopy,
 } from "../test-support/readonly.ts";
 import { NOBODY_GID, NOBODY_UID, runRoci } from "../test-support/run.ts";
+import { tempDir } from "../test-support/scratch.ts";
 import { type CopyEvent, copyImage } from "./copy.ts";
 
 const execFileAsync = promisify(execFile);
@@ -39,18 +39,6 @@ const fx = await fixtures();
 const { single, multi, nested } = fx.layouts;
 const isRoot = process.getuid?.() === 0;
 const needsRoot = isRoot ? false : "needs root (mount --bind, chmod of a copy, setpriv to uid 65534)";
-
-const scratch: string[] = [];
-after(async () => {
-  for (const dir of scratch) await rm(dir, { recursive: true, force: true });
-});
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "roci-copy-test-"));
-  scratch.push(dir);
-  await chmod(dir, 0o755);
-  return dir;
-}
 
 /** Runs the CLI in this process. */
 async function roci(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

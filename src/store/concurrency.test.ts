@@ -7,13 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { copyFixture, type Fixtures, fixtures } from "../test-support/fixtures.ts";
 import { type RunResult, runProgram, runRoci } from "../test-support/run.ts";
+import { tempDir } from "../test-support/scratch.ts";
 import { LayoutReader } from "./layout-reader.ts";
 import { tempDirName } from "./layout-store.ts";
 import { EXCLUSIVE_FILE, FLOCK_FILE, flockAvailable, type LayoutLock } from "./lock.ts";
@@ -31,17 +31,6 @@ function lockEnv(kind: Kind): Record<string, string> {
 
 function describeRun(what: string, result: RunResult): string {
   return `${what}: exit ${result.code}\nstdout: ${result.stdout.toString()}\nstderr: ${result.stderr}`;
-}
-
-/** A fresh, empty, world-traversable temp directory removed after the file's tests. */
-const scratch: string[] = [];
-after(async () => {
-  for (const dir of scratch) await rm(dir, { recursive: true, force: true });
-});
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "roci-concurrency-"));
-  scratch.push(dir);
-  return dir;
 }
 
 /** Files a writer may leave only while it runs: blob temp files, index temp files, fallback locks. */

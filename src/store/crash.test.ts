@@ -11,18 +11,18 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomInt } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { verifyLayout } from "../image/verify.ts";
 import type { Descriptor } from "../spec/documents.ts";
 import { MediaType } from "../spec/media-types.ts";
 import { type RunResult, runRoci } from "../test-support/run.ts";
+import { tempDir } from "../test-support/scratch.ts";
 import { LayoutReader } from "./layout-reader.ts";
 import { LayoutStore, tempDirName } from "./layout-store.ts";
 import { EXCLUSIVE_FILE, type LayoutLock } from "./lock.ts";
@@ -36,16 +36,6 @@ const writerScript = fileURLToPath(new URL("../test-support/writer.js", import.m
 /** Per lock kind: stop after this many kills, or once this much time has passed. */
 const maxKills = 40;
 const budgetMs = 12_000;
-
-const scratch: string[] = [];
-after(async () => {
-  for (const dir of scratch) await rm(dir, { recursive: true, force: true });
-});
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "roci-crash-"));
-  scratch.push(dir);
-  return dir;
-}
 
 function lockEnv(kind: Kind): Record<string, string> {
   return kind === "exclusive-file" ? { ROCI_LOCK: "exclusive-file" } : {};

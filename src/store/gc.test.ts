@@ -6,12 +6,11 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, readFile, rm, stat, unlink, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, mkdir, readFile, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { buffer } from "node:stream/consumers";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { promisify } from "node:util";
 import fc from "fast-check";
 import { main } from "../cli/program.ts";
@@ -28,6 +27,7 @@ import {
   writeIndex,
 } from "../test-support/layout-edit.ts";
 import { diffSnapshots, snapshotTree } from "../test-support/readonly.ts";
+import { tempDir } from "../test-support/scratch.ts";
 import { collectGarbage, defaultGraceMs, type GcReport, planGarbage } from "./gc.ts";
 import { LayoutReader } from "./layout-reader.ts";
 import { LayoutStore, tempDirName } from "./layout-store.ts";
@@ -38,16 +38,8 @@ const execFileAsync = promisify(execFile);
 const hour = 3600_000;
 const minute = 60_000;
 
-const scratch: string[] = [];
-after(async () => {
-  for (const dir of scratch) await rm(dir, { recursive: true, force: true });
-});
-
 async function newLayout(): Promise<LayoutStore> {
-  const dir = await mkdtemp(join(tmpdir(), "roci-gc-test-"));
-  scratch.push(dir);
-  await chmod(dir, 0o755);
-  return LayoutStore.init(join(dir, "layout"));
+  return LayoutStore.init(join(await tempDir("roci-gc-test-"), "layout"));
 }
 
 const blobFile = (layout: string, digest: string): string =>

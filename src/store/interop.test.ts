@@ -6,12 +6,12 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { lstat, mkdtemp, readFile, readlink, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { lstat, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { copyFixture, type FixtureEntry, fixtures } from "../test-support/fixtures.ts";
 import { type RunResult, runProgram, runRoci } from "../test-support/run.ts";
+import { tempDir } from "../test-support/scratch.ts";
 import { LayoutReader } from "./layout-reader.ts";
 
 const refName = "org.opencontainers.image.ref.name";
@@ -19,16 +19,6 @@ const hasSkopeo = spawnSync("skopeo", ["--version"]).status === 0;
 const hasUmoci = spawnSync("umoci", ["--version"]).status === 0;
 const peers =
   hasSkopeo && hasUmoci ? {} : { skip: "skopeo and umoci are needed (the project's setup installs them)" };
-
-const scratch: string[] = [];
-after(async () => {
-  for (const dir of scratch) await rm(dir, { recursive: true, force: true });
-});
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "roci-interop-"));
-  scratch.push(dir);
-  return dir;
-}
 
 function describeRun(what: string, result: RunResult): string {
   return `${what}: exit ${result.code}\nstdout: ${result.stdout.toString()}\nstderr: ${result.stderr}`;

@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { PassThrough, Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { promisify } from "node:util";
 import { main } from "../cli/program.ts";
 import { copyImage } from "../copy/copy.ts";
@@ -41,6 +41,7 @@ import {
   withUnwritableCopy,
 } from "../test-support/readonly.ts";
 import { runRoci } from "../test-support/run.ts";
+import { removeAtExit, tempDir } from "../test-support/scratch.ts";
 import { LayoutReader } from "./layout-reader.ts";
 import { LayoutStore, tempDirName } from "./layout-store.ts";
 import { parseEntryName } from "./naming.ts";
@@ -48,19 +49,6 @@ import { parseEntryName } from "./naming.ts";
 const execFileAsync = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
 const needsRoot = isRoot ? false : "needs root (mount --bind, chmod of a copy, setpriv to uid 65534)";
-
-const scratch: string[] = [];
-after(async () => {
-  for (const dir of scratch) await rm(dir, { recursive: true, force: true });
-});
-
-/** A fresh, world-traversable temp directory, removed after the tests. */
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "roci-store-test-"));
-  scratch.push(dir);
-  await chmod(dir, 0o755);
-  return dir;
-}
 
 async function newStore(): Promise<LayoutStore> {
   return LayoutStore.init(join(await tempDir(), "layout"));
@@ -304,7 +292,7 @@ describe("LayoutStore.pushFile", () => {
     skip: !existsSync("/dev/shm"),
   }, async () => {
     const shm = await mkdtemp("/dev/shm/roci-store-test-");
-    scratch.push(shm);
+    removeAtExit(shm);
     if ((await stat(shm)).dev === (await stat(tmpdir())).dev) return;
     const store = await newStore();
     const content = "on tmpfs";

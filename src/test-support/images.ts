@@ -9,9 +9,7 @@
  * owner, size, content hash, symlink target, device numbers, hard-link groups and mtime.
  */
 import { createHash } from "node:crypto";
-import { rmSync } from "node:fs";
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { lstat, mkdir, readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { buffer } from "node:stream/consumers";
 import { gzipSync } from "node:zlib";
@@ -23,23 +21,9 @@ import { encodePax } from "../tar/pax.ts";
 import { type TarHeaderInput, TarWriter } from "../tar/writer.ts";
 import { addBlob, addJsonBlob, type BlobDescriptor, tagged } from "./layout-edit.ts";
 
-const cleanup: string[] = [];
-function removeAtExit(dir: string): void {
-  if (cleanup.length === 0) {
-    process.once("exit", () => {
-      for (const d of cleanup) rmSync(d, { recursive: true, force: true });
-    });
-  }
-  cleanup.push(dir);
-}
+import { tempDir } from "./scratch.ts";
 
-/** A fresh, world-traversable (0755) temp directory, removed when the process exits. */
-export async function tempDir(prefix = "roci-test-"): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  removeAtExit(dir);
-  await chmod(dir, 0o755);
-  return dir;
-}
+export { tempDir };
 
 export const sha256Hex = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex");
 export const sha256 = (bytes: Uint8Array): string => `sha256:${sha256Hex(bytes)}`;
