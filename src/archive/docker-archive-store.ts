@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { Readable } from "node:stream";
 import { type Digest, isDigest, shortDigest } from "../digest/digest.ts";
-import { digestOf, VerifyingStream } from "../digest/hash.ts";
+import { checkSize, digestOf, VerifyingStream } from "../digest/hash.ts";
 import { RociError } from "../errors.ts";
 import { type Compression, layerMediaType, sniffCompression } from "../layer/compression.ts";
 import { formatDockerReference, tryParseDockerReference } from "../reference/docker-reference.ts";
@@ -231,16 +231,7 @@ export class DockerArchiveStore implements ImageStore {
     if (blob === undefined) throw this.#missing(descriptor.digest);
     const where = `blob ${descriptor.digest} in ${this.location}`;
     const size = blob.kind === "manifest" ? blob.bytes.byteLength : blob.entry.size;
-    if (size !== descriptor.size) {
-      throw new RociError(
-        "SIZE_MISMATCH",
-        `${where}: size is ${size} bytes, descriptor says ${descriptor.size}`,
-        {
-          subject: descriptor.digest,
-          hint: "the blob is truncated or corrupt; fetch it again from its source",
-        },
-      );
-    }
+    checkSize(descriptor, size, where);
     if (blob.kind === "manifest") {
       const verifier = new VerifyingStream(descriptor, where);
       Readable.from([Buffer.from(blob.bytes)]).pipe(verifier);

@@ -10,6 +10,7 @@
  */
 import type { Readable } from "node:stream";
 import { type Digest, isDigest, parseDigest, requireVerifiable } from "../digest/digest.ts";
+import { checkSize } from "../digest/hash.ts";
 import { RociError } from "../errors.ts";
 import {
   type Descriptor,
@@ -165,16 +166,7 @@ export class OciArchiveStore implements ImageStore {
     const resolved = this.#blob(descriptor.digest);
     const where = `blob ${descriptor.digest} in ${this.location}`;
     // Fail before streaming when the size alone gives the blob away.
-    if (resolved.size !== descriptor.size) {
-      throw new RociError(
-        "SIZE_MISMATCH",
-        `${where}: size is ${resolved.size} bytes, descriptor says ${descriptor.size}`,
-        {
-          subject: descriptor.digest,
-          hint: "the blob is truncated or corrupt; fetch it again from its source",
-        },
-      );
-    }
+    checkSize(descriptor, resolved.size, where);
     return streamVerified(this.tarIndex, resolved.dataOffset, resolved.size, descriptor, where);
   }
 

@@ -18,19 +18,27 @@ export interface Expected {
   size: number;
 }
 
+/** Throws SIZE_MISMATCH when `size` is not what `expected` promised (checked before any hashing). */
+export function checkSize(expected: Expected, size: number, where: string): void {
+  if (size !== expected.size) {
+    throw new RociError(
+      "SIZE_MISMATCH",
+      `${where}: size is ${size} bytes, descriptor says ${expected.size}`,
+      {
+        subject: expected.digest,
+        hint: "the blob is truncated or corrupt; fetch it again from its source",
+      },
+    );
+  }
+}
+
 /** Throws SIZE_MISMATCH or DIGEST_MISMATCH when `actual` is not what `expected` promised. */
 export function checkContent(
   expected: Expected,
   actual: { digest: string; size: number },
   where: string,
 ): void {
-  if (actual.size !== expected.size) {
-    throw new RociError(
-      "SIZE_MISMATCH",
-      `${where}: size is ${actual.size} bytes, descriptor says ${expected.size}`,
-      { subject: expected.digest, hint: "the blob is truncated or corrupt; fetch it again from its source" },
-    );
-  }
+  checkSize(expected, actual.size, where);
   if (actual.digest !== expected.digest) {
     throw new RociError("DIGEST_MISMATCH", `${where}: content hashes to ${actual.digest}`, {
       subject: expected.digest,

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { pipeline, type Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Digest, isDigest, parseDigest, requireVerifiable, shortDigest } from "../digest/digest.ts";
-import { VerifyingStream } from "../digest/hash.ts";
+import { checkSize, VerifyingStream } from "../digest/hash.ts";
 import { errnoOf, fromFsError, RociError } from "../errors.ts";
 import {
   type Descriptor,
@@ -188,16 +188,7 @@ export class LayoutReader implements ImageStore {
     try {
       const { size } = await handle.stat();
       // Fail before streaming when the size alone gives the blob away.
-      if (size !== descriptor.size) {
-        throw new RociError(
-          "SIZE_MISMATCH",
-          `${where}: size is ${size} bytes, descriptor says ${descriptor.size}`,
-          {
-            subject: descriptor.digest,
-            hint: "the blob is truncated or corrupt; fetch it again from its source",
-          },
-        );
-      }
+      checkSize(descriptor, size, where);
     } catch (error) {
       await handle.close();
       throw error;

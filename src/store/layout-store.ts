@@ -27,7 +27,7 @@ import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { requireVerifiable } from "../digest/digest.ts";
-import { checkContent, copyFileVerified, hashFile, VerifyingStream } from "../digest/hash.ts";
+import { checkContent, checkSize, copyFileVerified, hashFile, VerifyingStream } from "../digest/hash.ts";
 import { errnoOf, isReadOnlyErrno, RociError } from "../errors.ts";
 import { type Descriptor, type ImageIndex, parseIndex } from "../spec/documents.ts";
 import { MediaType } from "../spec/media-types.ts";
@@ -167,13 +167,7 @@ export class LayoutStore extends LayoutReader {
           })
         : writeError(error, source);
     });
-    if (info.size !== descriptor.size) {
-      throw new RociError(
-        "SIZE_MISMATCH",
-        `blob ${descriptor.digest}: source ${source} is ${info.size} bytes, descriptor says ${descriptor.size}`,
-        { subject: descriptor.digest },
-      );
-    }
+    checkSize(descriptor, info.size, `blob ${descriptor.digest}: source ${source}`);
     return this.#ingest(descriptor, async (temp) => {
       // Link only files nobody can write: a link shares the inode, so later writes would show through.
       if ((info.mode & 0o222) === 0 && (await tryLink(source, temp))) {
@@ -317,12 +311,12 @@ export class LayoutStore extends LayoutReader {
       }
       // A link is the source's own inode: already read-only and on disk, and not ours to chmod.
       if (outcome !== "linked") {
-        await syncFile(temp);
+        await sync(temp);
         await chmod(temp, 0o444);
       }
       await mkdir(dirname(target), { recursive: true });
       await rename(temp, target);
-      await syncDirectory(dirname(target));
+      await sync(dirname(target));
       return outcome;
     } catch (error) {
       await unlink(temp).catch(() => {});
@@ -375,16 +369,8 @@ async function verifyFile(descriptor: Descriptor, path: string): Promise<void> {
   checkContent(descriptor, actual, `blob ${descriptor.digest} (${path})`);
 }
 
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncDirectory(path: string): Promise<void> {
+/** fsync of a file, or of a directory (which makes a rename in it durable). */
+async function sync(path: string): Promise<void> {
   const handle = await open(path, "r");
   try {
     await handle.sync();
@@ -398,9 +384,9 @@ export async function writeFileAtomically(path: string, content: string, mode = 
   const temp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
   try {
     await writeFile(temp, content, { flag: "wx", mode });
-    await syncFile(temp);
+    await sync(temp);
     await rename(temp, path);
-    await syncDirectory(dirname(path));
+    await sync(dirname(path));
   } catch (error) {
     await unlink(temp).catch(() => {});
     throw error;
@@ -447,11 +433,11 @@ async function createFileOnce(path: string, content: string): Promise<void> {
   const temp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
   try {
     await writeFile(temp, content, { flag: "wx", mode: 0o644 });
-    await syncFile(temp);
+    await sync(temp);
     await link(temp, path).catch((error: unknown) => {
       if (errnoOf(error) !== "EEXIST") throw error;
     });
-    await syncDirectory(dirname(path));
+    await sync(dirname(path));
   } finally {
     await unlink(temp).catch(() => {});
   }
