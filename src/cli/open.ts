@@ -7,12 +7,16 @@ import { open, stat } from "node:fs/promises";
 import { DockerArchiveStore } from "../archive/docker-archive-store.ts";
 import { OciArchiveStore } from "../archive/oci-archive-store.ts";
 import { RociError } from "../errors.ts";
+import { fetchConfig } from "../image/documents.ts";
+import { type SelectedImage, selectImage } from "../image/select.ts";
 import { sniffCompression } from "../layer/compression.ts";
 import { formatDockerReference } from "../reference/docker-reference.ts";
 import { type ImageReference, parseReference } from "../reference/reference.ts";
+import type { ImageConfig, Parsed } from "../spec/documents.ts";
 import { LayoutReader } from "../store/layout-reader.ts";
 import type { ImageStore, Selector } from "../store/store.ts";
 import type { CliContext } from "./context.ts";
+import { type PlatformFlags, platformFlags } from "./options.ts";
 
 export interface Opened {
   store: ImageStore;
@@ -103,6 +107,20 @@ export async function openReference(input: string, context: CliContext): Promise
         },
       );
   }
+}
+
+/**
+ * Opens a reference down to one image: narrowed by platform (the host's unless flags say), with
+ * its manifest and config read and verified — what unpack, export and config work on.
+ */
+export async function openImage(
+  input: string,
+  context: CliContext,
+  flags: PlatformFlags,
+): Promise<{ store: ImageStore; image: SelectedImage; config: Parsed<ImageConfig> }> {
+  const { store, selector } = await openReference(input, context);
+  const image = await selectImage(store, await store.resolve(selector), platformFlags(flags));
+  return { store, image, config: await fetchConfig(store, image.manifest.value.config) };
 }
 
 /** Opens a whole store (for ls, tags, verify); a tag or digest in the input is refused. */

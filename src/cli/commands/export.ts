@@ -4,18 +4,10 @@ import { rename, rm } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import { RociError } from "../../errors.ts";
-import { fetchConfig } from "../../image/documents.ts";
-import { selectImage } from "../../image/select.ts";
 import { exportImage } from "../../layer/flatten.ts";
 import type { CliContext } from "../context.ts";
-import { openReference } from "../open.ts";
-import {
-  examples,
-  type PlatformFlags,
-  platformFlags,
-  platformOption,
-  strictPlatformOption,
-} from "../options.ts";
+import { openImage } from "../open.ts";
+import { examples, type PlatformFlags, platformOption, strictPlatformOption } from "../options.ts";
 import { progressLine } from "../progress.ts";
 
 export function registerExport(program: Command, contextOf: (command: Command) => CliContext): void {
@@ -28,9 +20,7 @@ export function registerExport(program: Command, contextOf: (command: Command) =
     .addOption(strictPlatformOption())
     .action(async (input: string, options: PlatformFlags & { output: string }, self: Command) => {
       const context = contextOf(self);
-      const { store, selector } = await openReference(input, context);
-      const image = await selectImage(store, await store.resolve(selector), platformFlags(options));
-      const config = await fetchConfig(store, image.manifest.value.config);
+      const { store, image, config } = await openImage(input, context, options);
       // Every layer must be there before the first byte goes out: a missing one is found now, not
       // after half a tar has reached a pipe.
       for (const layer of image.manifest.value.layers) {

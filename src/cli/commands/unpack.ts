@@ -1,17 +1,9 @@
 import type { Command } from "commander";
-import { fetchConfig } from "../../image/documents.ts";
-import { selectImage } from "../../image/select.ts";
 import { unpackImage } from "../../layer/unpack.ts";
 import type { CliContext } from "../context.ts";
 import { refuseIfReadOnly } from "../destination.ts";
-import { openReference } from "../open.ts";
-import {
-  examples,
-  type PlatformFlags,
-  platformFlags,
-  platformOption,
-  strictPlatformOption,
-} from "../options.ts";
+import { openImage } from "../open.ts";
+import { examples, type PlatformFlags, platformOption, strictPlatformOption } from "../options.ts";
 import { humanBytes, writeJson, writeLines } from "../output.ts";
 import { progressLine } from "../progress.ts";
 
@@ -42,9 +34,7 @@ export function registerUnpack(program: Command, contextOf: (command: Command) =
     .action(async (input: string, dir: string, options: UnpackFlags, self: Command) => {
       const context = contextOf(self);
       refuseIfReadOnly(context, "unpack");
-      const { store, selector } = await openReference(input, context);
-      const image = await selectImage(store, await store.resolve(selector), platformFlags(options));
-      const config = await fetchConfig(store, image.manifest.value.config);
+      const { store, image, config } = await openImage(input, context, options);
       const progress = progressLine(context);
       const result = await unpackImage(store, image.manifest.value, config.value, dir, {
         rootless: options.rootless,
