@@ -234,6 +234,18 @@ const readCommands: ReadCommand[] = [
     },
   },
   {
+    label: "export REF",
+    args: (s, layout) => ["export", ...pinHost, `${layout}:${s.tag}`],
+    text: (out) => {
+      // A tar of the image's filesystem: whole 512-byte blocks ending in the two zero blocks.
+      assert.ok(out.length >= 3 * 512 && out.length % 512 === 0, `a tar (${out.length} bytes)`);
+      assert.ok(
+        out.subarray(-1024).every((byte) => byte === 0),
+        "ends with the end-of-archive blocks",
+      );
+    },
+  },
+  {
     label: "verify LAYOUT",
     args: (_s, layout) => ["verify", layout],
     text: checkVerifyText,
