@@ -13,7 +13,10 @@ import { progressLine } from "../progress.ts";
 export function registerExport(program: Command, contextOf: (command: Command) => CliContext): void {
   const command = program
     .command("export")
-    .description("write an image's flattened filesystem (whiteouts applied) as one tar, streamed")
+    .description(
+      "write an image's flattened filesystem (whiteouts applied) as one tar, streamed; layers are verified as they " +
+        "are read, so a corrupt one stops the tar midway with exit 5 (use -o FILE to get no file at all then)",
+    )
     .argument("<ref>", "the image: LAYOUT[:TAG][@DIGEST]")
     .option("-o, --output <file>", "where to write the tar; - for stdout (default)", "-")
     .addOption(platformOption())
